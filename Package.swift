@@ -1,0 +1,69 @@
+// swift-tools-version: 6.0
+// Sliverd: a per-node virtualization agent for network testbeds.
+//
+// Layers (arrows point down only):
+//   executables (sliverd, sliverctl, sliver-helper)
+//     -> NodeManager (model, state, config, control API)
+//       -> SliverIsolation, SliverResources, SliverNetwork
+//         -> SliverSystem (errno-carrying syscalls, files, spawning)
+//           -> C: CSliverShim, CSeccomp, CCap, CMnl
+import PackageDescription
+
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "Sliverd",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "sliverd", targets: ["sliverd"]),
+        .executable(name: "sliverctl", targets: ["sliverctl"]),
+        //TMP .executable(name: "sliver-helper", targets: ["sliver-helper"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C system libraries (Debian: libseccomp-dev, libcap-dev, libmnl-dev).
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
+        .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
+        // One-line wrappers for what Swift cannot call (variadic prctl/syscall, macros).
+        .target(name: "CSliverShim"),
+        // The single-threaded helper that runs between clone and exec (pure C, no Swift runtime).
+        //TMP .executableTarget(name: "sliver-helper", cSettings: [.define("_GNU_SOURCE")]),
+
+        .target(name: "SliverSystem", dependencies: ["CSliverShim"], swiftSettings: strict),
+        .target(
+            name: "SliverIsolation",
+            dependencies: ["SliverSystem", "CSeccomp", "CCap", "CSliverShim"],
+            swiftSettings: strict),
+        .target(
+            name: "SliverResources",
+            dependencies: ["SliverSystem", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(name: "SliverNetwork", dependencies: ["SliverSystem", "CMnl", "CSliverShim"], swiftSettings: strict),
+        .target(
+            name: "NodeManager",
+            dependencies: [
+                "SliverSystem", "SliverIsolation", "SliverResources", "SliverNetwork", "CSliverShim",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        .executableTarget(
+            name: "sliverd",
+            dependencies: ["NodeManager", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "sliverctl",
+            dependencies: ["NodeManager", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+
+        .testTarget(
+            name: "SliverdTests",
+            dependencies: ["NodeManager", "SliverIsolation", "SliverResources", "SliverSystem", "SliverNetwork"],
+            swiftSettings: strict),
+    ]
+)

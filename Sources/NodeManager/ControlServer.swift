@@ -1,0 +1,360 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSliverShim
+import Foundation
+import Logging
+import SliverSystem
+
+/// The daemon's single event loop: one epoll set holding the control socket, its clients, a
+/// signalfd, the pidfds of running `exec`s and the pidfd of every sliver's init. One thread
+/// serves every sliver; nothing per sliver but an fd in the set.
+public final class ControlServer {
+    private enum Source {
+        case listener, signals, client, exec(client: Int32), sliverInit(name: String, identity: ProcessIdentity)
+    }
+
+    private struct Client {
+        var buffer = Data()
+        var fds: [Int32] = []
+        var uid: uid_t = 0
+        /// pidfd of the exec this client waits for; requests queue behind it.
+        var exec: Int32?
+    }
+
+    let manager: SliverManager
+    var log: Logger
+    let socketPath: String
+    private let epfd: Int32
+    private let listenFD: Int32
+    private let signalFD: Int32
+    private var sources: [Int32: Source] = [:]
+    private var clients: [Int32: Client] = [:]
+    private var initWatches: [String: Int32] = [:]
+    private var running = true
+
+    /// Blocks the daemon's signals and returns a signalfd for them. Call first thing in main,
+    /// before any thread exists: threads inherit the mask, and a thread created earlier with
+    /// SIGTERM unblocked would take the default action (terminate) instead of the event.
+    /// SIGPIPE is irrelevant with MSG_NOSIGNAL but blocked for safety; spawned children get
+    /// default masks (posix_spawn resets them).
+    public static func blockSignals() -> Int32 {
+        let signals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGPIPE]
+        return signals.withUnsafeBufferPointer { sliver_block_signals_fd($0.baseAddress, Int32($0.count)) }
+    }
+
+    public init(manager: SliverManager, signalFD: Int32, logger: Logger) throws(NodeError) {
+        self.manager = manager
+        self.log = logger
+        self.signalFD = signalFD
+        socketPath = manager.config.socketPath
+        let epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        do {
+            try sysCall("control.listen", "signalfd") { signalFD }
+            try sysCall("control.listen", "epoll_create1") { epfd }
+            listenFD = try Self.listen(path: manager.config.socketPath, mode: manager.config.socketMode)
+        } catch {
+            throw NodeError(error)
+        }
+        self.epfd = epfd
+        add(listenFD, .listener)
+        add(signalFD, .signals)
+        syncInitWatches()
+    }
+
+    /// Creates the listening socket. A stale socket file from a previous daemon is replaced; any
+    /// other file at that path is refused rather than deleted.
+    static func listen(path: String, mode: UInt32) throws(SystemError) -> Int32 {
+        try FileSystem.makeDirectories(FileSystem.parentDirectory(path), mode: 0o755)
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFSOCK else {
+                throw SystemError(stage: "control.listen", attempted: "replace \(path) (exists and is not a socket)", errno: EEXIST)
+            }
+            unlink(path)
+        }
+        let fd = try sysCall("control.listen", "socket(AF_UNIX)") {
+            socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            close(fd)
+            throw SystemError(stage: "control.listen", attempted: "bind \(path) (path too long)", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        // umask 0177 around bind: the socket never exists with looser permissions than asked.
+        let old = umask(0o177)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(old)
+        do {
+            try sysCall("control.listen", "bind \(path)") { rc }
+            try sysCall("control.listen", "chmod \(path)") { chmod(path, mode_t(mode)) }
+            try sysCall("control.listen", "listen \(path)") { Glibc.listen(fd, 512) }
+        } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    private func add(_ fd: Int32, _ source: Source) {
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
+        event.data.fd = fd
+        epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event)
+        sources[fd] = source
+    }
+
+    private func remove(_ fd: Int32) {
+        epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nil)
+        sources[fd] = nil
+        close(fd)
+    }
+
+    /// Runs until SIGTERM or SIGINT. Slivers keep running when the daemon stops.
+    public func run() {
+        SystemdNotify.send("READY=1\nSTATUS=serving \(manager.records.count) slivers")
+        log.info("sliverd ready", metadata: ["socket": "\(socketPath)", "slivers": "\(manager.records.count)"])
+        var events = [epoll_event](repeating: epoll_event(), count: 64)
+        while running {
+            let n = epoll_wait(epfd, &events, Int32(events.count), -1)
+            if n < 0 {
+                if errno == EINTR { continue }
+                log.critical("epoll_wait failed", metadata: ["errno": "\(errno)"])
+                break
+            }
+            for i in 0..<Int(n) {
+                let fd = events[i].data.fd
+                guard let source = sources[fd] else { continue }
+                switch source {
+                case .listener: accept()
+                case .signals: handleSignal()
+                case .client: readClient(fd, hangup: events[i].events & (EPOLLHUP.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue) != 0)
+                case .exec(let client): finishExec(pidfd: fd, client: client)
+                case .sliverInit(let name, let identity):
+                    remove(fd)
+                    initWatches[name] = nil
+                    manager.initExited(name, identity: identity)
+                }
+            }
+        }
+        SystemdNotify.send("STOPPING=1")
+        log.info("sliverd stopping; slivers keep running", metadata: ["slivers": "\(manager.records.count)"])
+        close(listenFD)
+        unlink(socketPath)
+    }
+
+    private func handleSignal() {
+        var info = signalfd_siginfo()
+        while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+            let signal = Int32(info.ssi_signo)
+            if signal == SIGTERM || signal == SIGINT {
+                log.info("received signal, stopping", metadata: ["signal": "\(signal)"])
+                running = false
+            }
+        }
+    }
+
+    private func accept() {
+        while true {
+            let fd = sliver_accept(listenFD)
+            if fd < 0 { return }
+            var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
+            guard sliver_peer_creds(fd, &pid, &uid, &gid) == 0 else { close(fd); continue }
+            var client = Client()
+            client.uid = uid
+            clients[fd] = client
+            add(fd, .client)
+        }
+    }
+
+    private func readClient(_ fd: Int32, hangup: Bool) {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var fds = [Int32](repeating: -1, count: 8)
+        var closed = false
+        while true {
+            var nfds: Int32 = 0
+            let n = buffer.withUnsafeMutableBytes { sliver_recv_fds(fd, $0.baseAddress, $0.count, &fds, 8, &nfds) }
+            clients[fd]?.fds.append(contentsOf: fds.prefix(Int(nfds)))
+            if n > 0 {
+                clients[fd]?.buffer.append(contentsOf: buffer[0..<n])
+                if (clients[fd]?.buffer.count ?? 0) > ControlProtocol.maxLine + 1 {
+                    respond(fd, ResponseEncoding.failure(NodeError(.invalidArgument, "request longer than \(ControlProtocol.maxLine) bytes")))
+                    closed = true
+                    break
+                }
+                continue
+            }
+            if n == 0 || (errno != EAGAIN && errno != EINTR) { closed = true }
+            break
+        }
+        processLines(fd)
+        if closed || (hangup && clients[fd]?.buffer.isEmpty != false) { disconnect(fd) }
+    }
+
+    private func disconnect(_ fd: Int32) {
+        guard let client = clients[fd] else { return }
+        client.fds.forEach { close($0) }
+        if let exec = client.exec {
+            // The caller is gone: end what it started inside the sliver (the helper passes the
+            // signal to the command), and let finishExec reap it.
+            _ = sliver_pidfd_send_signal(exec, SIGTERM)
+            sources[exec] = .exec(client: -1)
+        }
+        clients[fd] = nil
+        remove(fd)
+    }
+
+    private func processLines(_ fd: Int32) {
+        while var client = clients[fd], client.exec == nil, let newline = client.buffer.firstIndex(of: UInt8(ascii: "\n")) {
+            let line = client.buffer[client.buffer.startIndex..<newline]
+            client.buffer.removeSubrange(client.buffer.startIndex...newline)
+            let fds = client.fds
+            client.fds = []
+            clients[fd] = client
+            handle(fd, line: Data(line), fds: fds, uid: client.uid)
+        }
+    }
+
+    private func respond(_ fd: Int32, _ data: Data) {
+        var bytes = Array(data)
+        bytes.append(UInt8(ascii: "\n"))
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n > 0 { offset += n; continue }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                // A slow reader: wait a little for room, but never block the loop for long.
+                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                if poll(&pfd, 1, 5000) > 0 { continue }
+            }
+            log.warning("dropping client that does not read its responses", metadata: ["fd": "\(fd)"])
+            return
+        }
+    }
+
+    private func handle(_ fd: Int32, line: Data, fds: [Int32], uid: uid_t) {
+        // The daemon's copies of passed descriptors are closed whatever happens: a spawned
+        // helper holds its own, and keeping them would delay the caller's EOF.
+        defer { fds.forEach { close($0) } }
+        let request: ControlRequest
+        do {
+            request = try JSONDecoder().decode(ControlRequest.self, from: line)
+        } catch {
+            respond(fd, ResponseEncoding.failure(NodeError(.invalidArgument, "malformed request: \(String(describing: error).prefix(200))")))
+            return
+        }
+        guard request.v == ControlProtocol.version else {
+            respond(fd, ResponseEncoding.failure(NodeError(.unsupportedVersion, "protocol version \(request.v) not supported (this sliverd speaks \(ControlProtocol.version))", field: "v")))
+            return
+        }
+        guard uid == 0 else {
+            respond(fd, ResponseEncoding.failure(NodeError(.permissionDenied, "the control API is for root; uid \(uid) refused")))
+            return
+        }
+        do {
+            if request.op == "exec" {
+                guard fds.count == 3 else {
+                    throw NodeError(.invalidArgument, "exec needs exactly 3 descriptors (stdin, stdout, stderr), got \(fds.count)", field: "fds")
+                }
+                let process = try manager.exec(try required(request.name, "name"), argv: request.argv ?? [],
+                                               environment: request.env ?? [:], cwd: request.cwd,
+                                               stdio: (fds[0], fds[1], fds[2]))
+                clients[fd]?.exec = process.pidfd
+                add(process.pidfd, .exec(client: fd))
+                log.info("exec started", metadata: ["sliver": "\(request.name ?? "")", "pid": "\(process.pid)", "argv0": "\(request.argv?.first ?? "")"])
+                return
+            }
+            respond(fd, try dispatch(request))
+        } catch let error as NodeError {
+            respond(fd, ResponseEncoding.failure(error))
+        } catch {
+            respond(fd, ResponseEncoding.failure(NodeError(.internal, "\(error)")))
+        }
+        syncInitWatches()
+    }
+
+    private func required(_ value: String?, _ field: String) throws(NodeError) -> String {
+        guard let value, !value.isEmpty else { throw NodeError(.invalidArgument, "missing \(field)", field: field) }
+        return value
+    }
+
+    private func view(_ record: SliverRecord) -> SliverView {
+        SliverView(record, usage: record.state == .running ? manager.usage(record.name) : nil)
+    }
+
+    private func dispatch(_ request: ControlRequest) throws(NodeError) -> Data {
+        switch request.op {
+        case "ping":
+            struct Pong: Encodable { let version: String; let pid: Int32; let slivers: Int }
+            return ResponseEncoding.success(Pong(version: SliverdVersion.string, pid: getpid(), slivers: manager.records.count))
+        case "image.add":
+            return ResponseEncoding.success(try manager.addImage(name: try required(request.name, "name"), path: try required(request.path, "path")))
+        case "image.list":
+            return ResponseEncoding.success(manager.images.values.sorted { $0.name < $1.name })
+        case "image.remove":
+            try manager.removeImage(name: try required(request.name, "name"))
+            return ResponseEncoding.success([String: String]())
+        case "create":
+            let record = try manager.create(name: try required(request.name, "name"), image: try required(request.image, "image"),
+                                            attributes: request.attributes ?? [:], start: request.start ?? true)
+            return ResponseEncoding.success(view(record))
+        case "set":
+            return ResponseEncoding.success(view(try manager.set(try required(request.name, "name"), attributes: request.attributes ?? [:])))
+        case "start":
+            return ResponseEncoding.success(view(try manager.start(try required(request.name, "name"))))
+        case "stop":
+            return ResponseEncoding.success(view(try manager.stop(try required(request.name, "name"))))
+        case "destroy":
+            try manager.destroy(try required(request.name, "name"))
+            return ResponseEncoding.success([String: String]())
+        case "show":
+            return ResponseEncoding.success(view(try manager.record(try required(request.name, "name"))))
+        case "list":
+            return ResponseEncoding.success(manager.records.values.sorted { $0.name < $1.name }.map(view))
+        default:
+            throw NodeError(.invalidArgument, "unknown op \"\(request.op)\"", field: "op")
+        }
+    }
+
+    private func finishExec(pidfd: Int32, client: Int32) {
+        var status: Int32 = 0
+        guard sliver_pidfd_wait(pidfd, &status, 1) == 1 else { return }
+        remove(pidfd)
+        guard client >= 0, clients[client] != nil else { return }
+        clients[client]?.exec = nil
+        struct Exit: Encodable { let status: Int32 }
+        respond(client, ResponseEncoding.success(Exit(status: status)))
+        processLines(client)
+    }
+
+    /// Keeps exactly one pidfd watch per running sliver's init.
+    private func syncInitWatches() {
+        for (name, fd) in initWatches {
+            guard case .sliverInit(_, let identity)? = sources[fd],
+                  let record = manager.records[name], record.state == .running, record.initProcess == identity else {
+                remove(fd)
+                initWatches[name] = nil
+                continue
+            }
+        }
+        for record in manager.records.values where record.state == .running && initWatches[record.name] == nil {
+            guard let identity = record.initProcess else { continue }
+            let fd = sliver_pidfd_open_checked(identity)
+            if fd < 0 {
+                manager.initExited(record.name, identity: identity)
+                continue
+            }
+            add(fd, .sliverInit(name: record.name, identity: identity))
+            initWatches[record.name] = fd
+        }
+    }
+}
+
+public enum SliverdVersion {
+    public static let string = "0.1.0"
+}

@@ -1,0 +1,168 @@
+import SliverIsolation
+import SliverResources
+import SliverSystem
+
+/// The daemon's configuration (`/etc/sliverd/sliverd.toml`). Every field has a default; the file
+/// only names what differs. conf/sliverd.toml documents each key.
+public struct NodeConfig: Sendable, Equatable {
+    // [daemon]
+    /// Records of slivers and images (JSON, atomic writes).
+    public var stateDir = "/var/lib/sliverd/state"
+    /// Per-sliver writable layers: `<storage_dir>/<name>/{upper,work}`.
+    public var storageDir = "/var/lib/sliverd/slivers"
+    /// The control socket of sliverctl.
+    public var socketPath = "/run/sliverd/sliverd.sock"
+    /// Its permission bits: root only by default.
+    public var socketMode: UInt32 = 0o600
+    /// Where compiled seccomp programs are written (once per profile, at start).
+    public var runDir = "/run/sliverd"
+    /// The C helper that builds and enters slivers; "" = `sliver-helper` next to the sliverd binary.
+    public var helperPath = ""
+    public var logLevel = "info"
+
+    // [ids]
+    public var idFirst: UInt32 = 1_048_576
+    public var idSlots = 4096
+
+    // [cgroups]
+    /// All sliver cgroups live under `<hierarchy>/<parent>/`.
+    public var cgroupParent = "sliverd"
+    /// nil = detect.
+    public var cgroupVersion: CgroupVersion? = nil
+
+    // [sliver]
+    /// Capabilities every sliver keeps (bounding, permitted and effective set of its root).
+    public var capabilities: [String] = CapabilitySet.sliverDefault.names
+    /// pids.max for a sliver that sets no pids_max attribute.
+    public var defaultPidsMax = 1024
+    /// Seconds a stopping sliver gets after SIGTERM before its cgroup is killed.
+    public var stopTimeout = 5.0
+    /// Program inside every sliver that init runs at start (`PATH start NAME`), if it exists.
+    public var bootProgram = "/etc/rc.sliver"
+
+    // [provisioning]
+    /// "file" (the embedded default: a GetSlivers-shaped snapshot on disk) or "plc".
+    public var provisioningSource = "file"
+    public var provisioningFile = ""
+
+    public init() {}
+
+    public var idAllocator: IDRangeAllocator { IDRangeAllocator(first: idFirst, slots: idSlots) }
+
+    public static func load(path: String) throws(NodeError) -> NodeConfig {
+        let text: String
+        do {
+            text = try FileSystem.readString(path)
+        } catch {
+            throw NodeError(.invalidArgument, "cannot read config \(path): \(error)", field: "config")
+        }
+        return try NodeConfig(toml: text)
+    }
+
+    public init(toml text: String) throws(NodeError) {
+        let document = try TOMLDocument(parsing: text)
+        var config = NodeConfig()
+        let known: [String: Set<String>] = [
+            "": [],
+            "daemon": ["state_dir", "storage_dir", "socket", "socket_mode", "run_dir", "helper", "log_level"],
+            "ids": ["first", "slots"],
+            "cgroups": ["parent", "version"],
+            "sliver": ["capabilities", "default_pids_max", "stop_timeout_s", "boot_program"],
+            "provisioning": ["source", "file", "plc_url", "ca_cert", "node_credentials", "period_s", "jitter_s"],
+        ]
+        for (table, keys) in document.tables {
+            guard let allowed = known[table] else {
+                throw NodeError(.invalidArgument, "config: unknown table [\(table)] (known: \(known.keys.filter { !$0.isEmpty }.sorted().joined(separator: ", ")))", field: table)
+            }
+            for key in keys.keys where !allowed.contains(key) {
+                let where_ = table.isEmpty ? key : "\(table).\(key)"
+                throw NodeError(.invalidArgument, "config: unknown key \(where_) (line \(document.lines[table + "." + key] ?? 0))", field: where_)
+            }
+        }
+        func string(_ t: String, _ k: String) throws(NodeError) -> String? {
+            guard let v = document.tables[t]?[k] else { return nil }
+            guard case .string(let s) = v else { throw NodeError.invalid("\(t).\(k)", "\(v)", "must be a string") }
+            return s
+        }
+        func integer(_ t: String, _ k: String, _ range: ClosedRange<Int64>) throws(NodeError) -> Int64? {
+            guard let v = document.tables[t]?[k] else { return nil }
+            guard case .integer(let n) = v else { throw NodeError.invalid("\(t).\(k)", "\(v)", "must be an integer") }
+            guard range.contains(n) else { throw NodeError.invalid("\(t).\(k)", "\(n)", "out of range \(range)") }
+            return n
+        }
+        func path(_ t: String, _ k: String) throws(NodeError) -> String? {
+            guard let p = try string(t, k) else { return nil }
+            guard p.hasPrefix("/"), !p.split(separator: "/").contains("..") else {
+                throw NodeError.invalid("\(t).\(k)", p, "must be an absolute path without ..")
+            }
+            return p
+        }
+        if let v = try path("daemon", "state_dir") { config.stateDir = v }
+        if let v = try path("daemon", "storage_dir") { config.storageDir = v }
+        if let v = try path("daemon", "socket") { config.socketPath = v }
+        if let v = try path("daemon", "run_dir") { config.runDir = v }
+        if let v = try string("daemon", "helper") { config.helperPath = v }
+        if let v = try string("daemon", "socket_mode") {
+            guard let mode = UInt32(v, radix: 8), mode <= 0o777 else { throw NodeError.invalid("daemon.socket_mode", v, "must be octal like \"0600\"") }
+            config.socketMode = mode
+        }
+        if let v = try string("daemon", "log_level") {
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(v) else {
+                throw NodeError.invalid("daemon.log_level", v, "must be trace, debug, info, notice, warning, error or critical")
+            }
+            config.logLevel = v
+        }
+        if let v = try integer("ids", "first", 65536...Int64(Int32.max)) { config.idFirst = UInt32(v) }
+        if let v = try integer("ids", "slots", 1...32768) { config.idSlots = Int(v) }
+        guard config.idAllocator.isValid else {
+            throw NodeError.invalid("ids.slots", "\(config.idSlots)", "first + slots*65536 must stay below 2^31")
+        }
+        if let v = try string("cgroups", "parent") {
+            guard !v.isEmpty, !v.contains("/"), v != ".", v != ".." else { throw NodeError.invalid("cgroups.parent", v, "must be one path component") }
+            config.cgroupParent = v
+        }
+        if let v = try string("cgroups", "version") {
+            switch v {
+            case "auto": config.cgroupVersion = nil
+            case "v1": config.cgroupVersion = .v1
+            case "v2": config.cgroupVersion = .v2
+            default: throw NodeError.invalid("cgroups.version", v, "must be auto, v1 or v2")
+            }
+        }
+        if let v = document.tables["sliver"]?["capabilities"] {
+            guard case .array(let items) = v else { throw NodeError.invalid("sliver.capabilities", "\(v)", "must be an array of names") }
+            var names: [String] = []
+            for item in items {
+                guard case .string(let s) = item else { throw NodeError.invalid("sliver.capabilities", "\(item)", "must be a string") }
+                names.append(s)
+            }
+            let set: CapabilitySet
+            do { set = try CapabilitySet(names: names) } catch { throw NodeError.invalid("sliver.capabilities", error.message, "unknown capability") }
+            let refused = CapabilitySet(mask: set.mask & CapabilitySet.forbidden.mask)
+            guard refused.mask == 0 else {
+                throw NodeError.invalid("sliver.capabilities", refused.description, "never granted to a sliver")
+            }
+            config.capabilities = names
+        }
+        if let v = try integer("sliver", "default_pids_max", 16...4_194_304) { config.defaultPidsMax = Int(v) }
+        if let v = document.tables["sliver"]?["stop_timeout_s"] {
+            switch v {
+            case .integer(let n) where (0...600).contains(n): config.stopTimeout = Double(n)
+            case .float(let d) where (0...600).contains(d): config.stopTimeout = d
+            default: throw NodeError.invalid("sliver.stop_timeout_s", "\(v)", "must be 0-600 seconds")
+            }
+        }
+        if let v = try string("sliver", "boot_program") { config.bootProgram = v }
+        if let v = try string("provisioning", "source") {
+            guard v == "file" || v == "plc" else { throw NodeError.invalid("provisioning.source", v, "must be file or plc") }
+            config.provisioningSource = v
+        }
+        if let v = try string("provisioning", "file") { config.provisioningFile = v }
+        self = config
+    }
+
+    /// The capability set slivers get.
+    public var capabilitySet: CapabilitySet {
+        (try? CapabilitySet(names: capabilities)) ?? .sliverDefault
+    }
+}

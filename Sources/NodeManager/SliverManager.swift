@@ -1,0 +1,401 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import SliverIsolation
+import SliverResources
+import SliverSystem
+import CSliverShim
+
+/// Owns every sliver of the node: creates, starts, stops, changes and destroys them, and brings
+/// the node back into a known state after a daemon restart. Single-threaded by design: the
+/// control server calls it from its one event-loop thread, so records need no locks.
+public final class SliverManager {
+    public let config: NodeConfig
+    let store: StateStore
+    let cgroups: any CgroupDriver
+    let launcher: SliverLauncher
+    let seccompProgram: String
+    var log: Logger
+    public private(set) var records: [String: SliverRecord] = [:]
+    public private(set) var images: [String: ImageRecord] = [:]
+
+    public init(config: NodeConfig, cgroups: any CgroupDriver, logger: Logger) throws(NodeError) {
+        self.config = config
+        self.cgroups = cgroups
+        self.log = logger
+        store = try StateStore(directory: config.stateDir)
+        launcher = SliverLauncher(helper: config.resolvedHelperPath)
+        seccompProgram = config.runDir + "/seccomp-default.bpf"
+        do {
+            try FileSystem.makeDirectories(config.storageDir, mode: 0o700)
+            try FileSystem.makeDirectories(config.runDir, mode: 0o755)
+        } catch {
+            throw NodeError(error)
+        }
+        guard FileSystem.exists(launcher.helper) else {
+            throw NodeError(.unavailable, "sliver-helper not found at \(launcher.helper)", field: "daemon.helper")
+        }
+        // Compiled once per profile at start and reused by every sliver and every exec.
+        do {
+            try SeccompProfile.default.install(at: seccompProgram)
+        } catch {
+            throw NodeError(error)
+        }
+        for image in try store.loadImages() { images[image.name] = image }
+    }
+
+    // MARK: images
+
+    public func addImage(name: String, path: String) throws(NodeError) -> ImageRecord {
+        try ImageName.validate(name)
+        guard path.hasPrefix("/") else { throw NodeError.invalid("path", path, "must be absolute") }
+        guard FileSystem.isDirectory(path) else { throw NodeError.invalid("path", path, "is not a directory") }
+        let owner: (uid: UInt32, gid: UInt32, mode: UInt32)
+        do { owner = try FileSystem.statOwner(path) } catch { throw NodeError(error) }
+        // The image is shared read-only by every sliver: it must not be changeable by anyone but root.
+        guard owner.uid == 0, owner.mode & 0o022 == 0 else {
+            throw NodeError.invalid("path", path, "must be owned by root and not group/world-writable")
+        }
+        guard FileSystem.exists(path + "/bin/sh") || FileSystem.isSymlink(path + "/bin/sh") else {
+            throw NodeError.invalid("path", path, "has no /bin/sh: not a root filesystem")
+        }
+        if let existing = images[name] {
+            guard existing.path == path else {
+                throw NodeError(.alreadyExists, "image \"\(name)\" already registered at \(existing.path)", field: "name")
+            }
+            return existing
+        }
+        let image = ImageRecord(name: name, path: path)
+        var updated = images
+        updated[name] = image
+        try store.saveImages(Array(updated.values))
+        images = updated
+        log.info("image registered", metadata: ["image": "\(name)", "path": "\(path)"])
+        return image
+    }
+
+    public func removeImage(name: String) throws(NodeError) {
+        guard images[name] != nil else { throw NodeError(.notFound, "no image \"\(name)\"", field: "name") }
+        if let user = records.values.first(where: { $0.image == name }) {
+            throw NodeError(.failedPrecondition, "image \"\(name)\" is used by sliver \(user.name)", field: "name")
+        }
+        var updated = images
+        updated[name] = nil
+        try store.saveImages(Array(updated.values))
+        images = updated
+    }
+
+    // MARK: lifecycle
+
+    public func record(_ name: String) throws(NodeError) -> SliverRecord {
+        guard let record = records[name] else {
+            throw NodeError(.notFound, "no sliver \"\(name)\"", field: "name")
+        }
+        return record
+    }
+
+    public func create(name: String, image: String, attributes: [String: String], start: Bool) throws(NodeError) -> SliverRecord {
+        try SliceName.validate(name)
+        guard records[name] == nil else { throw NodeError(.alreadyExists, "sliver \"\(name)\" already exists", field: "name") }
+        guard let imageRecord = images[image] else {
+            throw NodeError(.notFound, "unknown image \"\(image)\" (registered: \(images.keys.sorted().joined(separator: ", ")))", field: "image")
+        }
+        let attrs = try SliceAttributes(attributes)
+        let range: IDRange
+        do {
+            range = try config.idAllocator.allocate(excluding: Set(records.values.map(\.idRange.slot)))
+        } catch {
+            throw NodeError(error)
+        }
+        var record = SliverRecord(name: name, image: image, imagePath: imageRecord.path, attributes: attrs,
+                                  idRange: range, state: .creating, initProcess: nil,
+                                  createdAt: Date().timeIntervalSince1970, startedAt: nil)
+        // Persist intent first: a crash from here on is found and rolled back at the next start.
+        try store.save(record)
+        records[name] = record
+        let layout = SliverLayout(storage: config.storageDir, name: name)
+        do {
+            if layout.exists { try layout.remove() }  // a stale leftover of an earlier sliver
+            try layout.create(owner: range)
+            try cgroups.create(name)
+            try cgroups.apply(attrs.resourceSettings(defaultPidsMax: config.defaultPidsMax).withFrozen(false), to: name)
+            record.state = .stopped
+            if start { try launch(&record) }
+            try store.save(record)
+            records[name] = record
+        } catch {
+            log.error("create failed, rolling back", metadata: ["sliver": "\(name)", "error": "\(error)"])
+            teardown(name)
+            records[name] = nil
+            try? store.delete(name)
+            throw Self.nodeError(error)
+        }
+        log.info("sliver created", metadata: ["sliver": "\(name)", "id": "\(range.slot)", "id_base": "\(range.base)",
+                                               "state": "\(record.state.rawValue)", "init_pid": "\(record.initProcess?.pid ?? 0)"])
+        return record
+    }
+
+    public func start(_ name: String) throws(NodeError) -> SliverRecord {
+        var record = try self.record(name)
+        switch record.state {
+        case .running:
+            if record.initProcess?.isAlive == true { return record }
+        case .creating, .destroying:
+            throw NodeError(.failedPrecondition, "sliver \"\(name)\" is \(record.state.rawValue)", field: "name")
+        case .stopped:
+            break
+        }
+        do {
+            // Leftovers of a previous run (its init died) go first: processes and a stale freeze.
+            try cgroups.killAll(name)
+            if !cgroups.exists(name) { try cgroups.create(name) }
+            try cgroups.apply(record.attributes.resourceSettings(defaultPidsMax: config.defaultPidsMax).withFrozen(false), to: name)
+            try launch(&record)
+        } catch {
+            record.state = .stopped
+            record.initProcess = nil
+            try? store.save(record)
+            records[name] = record
+            log.error("start failed", metadata: ["sliver": "\(name)", "error": "\(error)"])
+            throw Self.nodeError(error)
+        }
+        try store.save(record)
+        records[name] = record
+        log.info("sliver started", metadata: ["sliver": "\(name)", "init_pid": "\(record.initProcess?.pid ?? 0)"])
+        return record
+    }
+
+    /// Boots the sliver's init; afterwards freezes it if the slice is disabled (enabled=0).
+    private func launch(_ record: inout SliverRecord) throws {
+        let spec = LaunchSpec(
+            name: record.name, idRange: record.idRange, image: record.imagePath,
+            layout: SliverLayout(storage: config.storageDir, name: record.name),
+            cgroups: cgroups.directories(of: record.name), seccompProgram: seccompProgram,
+            capabilities: config.capabilitySet, rlimits: record.attributes.resourceLimits,
+            bootProgram: config.bootProgram.isEmpty ? nil : config.bootProgram)
+        let identity = try launcher.create(spec)
+        record.state = .running
+        record.initProcess = identity
+        record.startedAt = Date().timeIntervalSince1970
+        if !record.attributes.isEnabled { try cgroups.setFrozen(true, record.name) }
+    }
+
+    public func stop(_ name: String) throws(NodeError) -> SliverRecord {
+        var record = try self.record(name)
+        guard record.state == .running else { return record }
+        stopProcesses(record)
+        record.state = .stopped
+        record.initProcess = nil
+        try store.save(record)
+        records[name] = record
+        log.info("sliver stopped", metadata: ["sliver": "\(name)"])
+        return record
+    }
+
+    /// SIGTERM to init (which passes it on and gives its processes a grace period), then the
+    /// cgroup is killed for whatever is left after `stopTimeout`.
+    private func stopProcesses(_ record: SliverRecord) {
+        try? cgroups.setFrozen(false, record.name)  // a frozen task cannot act on SIGTERM
+        if let identity = record.initProcess, identity.isAlive {
+            let pidfd = sliver_pidfd_open_checked(identity)
+            if pidfd >= 0 {
+                _ = sliver_pidfd_send_signal(pidfd, SIGTERM)
+                var pfd = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+                _ = poll(&pfd, 1, Int32(config.stopTimeout * 1000))
+                close(pidfd)
+            }
+        }
+        do {
+            try cgroups.killAll(record.name)
+        } catch {
+            log.error("kill failed", metadata: ["sliver": "\(record.name)", "error": "\(error)"])
+        }
+    }
+
+    public func destroy(_ name: String) throws(NodeError) {
+        var record = try self.record(name)
+        record.state = .destroying
+        try store.save(record)
+        records[name] = record
+        if !teardown(name, initProcess: record.initProcess) {
+            throw NodeError(.internal, "destroy of \(name) incomplete; it stays in state destroying and is retried at the next start or destroy")
+        }
+        try store.delete(name)
+        records[name] = nil
+        log.info("sliver destroyed", metadata: ["sliver": "\(name)", "id": "\(record.idRange.slot)"])
+    }
+
+    /// Removes every kernel object and file of a sliver: processes (killed through the cgroup,
+    /// so none can escape by forking), cgroups, the directory tree. Mounts need no work: they
+    /// exist only in the sliver's own mount namespaces, which die with its last process.
+    @discardableResult
+    func teardown(_ name: String, initProcess: ProcessIdentity? = nil) -> Bool {
+        var ok = true
+        do {
+            try cgroups.killAll(name)
+            try cgroups.remove(name)
+        } catch {
+            ok = false
+            log.error("cgroup teardown failed", metadata: ["sliver": "\(name)", "error": "\(error)"])
+        }
+        if let initProcess, initProcess.isAlive {
+            // Only possible if the init left its cgroups, which it cannot do: report it.
+            ok = false
+            log.error("init still alive after cgroup kill", metadata: ["sliver": "\(name)", "pid": "\(initProcess.pid)"])
+        }
+        do {
+            let layout = SliverLayout(storage: config.storageDir, name: name)
+            if layout.exists { try layout.remove() }
+        } catch {
+            ok = false
+            log.error("storage teardown failed", metadata: ["sliver": "\(name)", "error": "\(error)"])
+        }
+        return ok
+    }
+
+    /// Changes attributes; cgroup-backed ones apply to the running sliver at once.
+    public func set(_ name: String, attributes: [String: String]) throws(NodeError) -> SliverRecord {
+        var record = try self.record(name)
+        try record.attributes.merge(attributes)
+        if record.state == .running {
+            do {
+                try cgroups.apply(record.attributes.resourceSettings(defaultPidsMax: config.defaultPidsMax), to: name)
+            } catch {
+                throw NodeError(error)
+            }
+        }
+        try store.save(record)
+        records[name] = record
+        log.info("sliver attributes changed", metadata: ["sliver": "\(name)", "changed": "\(attributes.keys.sorted())"])
+        return record
+    }
+
+    /// Starts a command inside a running sliver.
+    public func exec(_ name: String, argv: [String], environment: [String: String], cwd: String?,
+                     stdio: (Int32, Int32, Int32)) throws(NodeError) -> SpawnedProcess {
+        let record = try self.record(name)
+        guard record.state == .running, let identity = record.initProcess, identity.isAlive else {
+            throw NodeError(.failedPrecondition, "sliver \"\(name)\" is not running", field: "name")
+        }
+        guard record.attributes.isEnabled else {
+            throw NodeError(.failedPrecondition, "sliver \"\(name)\" is disabled (enabled=0)", field: "name")
+        }
+        guard !argv.isEmpty, argv.allSatisfy({ !$0.contains("\0") }) else {
+            throw NodeError.invalid("argv", "\(argv)", "must be a non-empty command")
+        }
+        var spec = EnterSpec(initProcess: identity, cgroups: cgroups.directories(of: name), seccompProgram: seccompProgram,
+                             capabilities: config.capabilitySet, rlimits: record.attributes.resourceLimits, argv: argv)
+        spec.environment = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        if let cwd { spec.cwd = cwd }
+        do {
+            return try launcher.enter(spec, stdio: stdio)
+        } catch {
+            throw NodeError(error)
+        }
+    }
+
+    public func usage(_ name: String) -> ResourceUsage { cgroups.usage(of: name) }
+
+    /// Called when a sliver's init has exited while the daemon watched it.
+    public func initExited(_ name: String, identity: ProcessIdentity) {
+        guard var record = records[name], record.state == .running, record.initProcess == identity else { return }
+        try? cgroups.killAll(name)
+        record.state = .stopped
+        record.initProcess = nil
+        try? store.save(record)
+        records[name] = record
+        log.warning("sliver init exited; sliver is stopped", metadata: ["sliver": "\(name)", "pid": "\(identity.pid)"])
+    }
+
+    // MARK: recovery
+
+    /// Brings the node into a known state at daemon start: adopts slivers whose init still runs,
+    /// finishes interrupted creates (rolled back) and destroys, restarts slivers that were
+    /// running but whose init is gone (node reboot), and removes cgroups and directories that
+    /// belong to no sliver.
+    public func recover() throws(NodeError) {
+        let (loaded, unreadable) = try store.loadSlivers()
+        for (path, reason) in unreadable {
+            log.error("unreadable sliver record left in place", metadata: ["path": "\(path)", "reason": "\(reason)"])
+        }
+        for record in loaded { records[record.name] = record }
+        for record in loaded.sorted(by: { $0.name < $1.name }) {
+            let name = record.name
+            switch record.state {
+            case .creating:
+                log.warning("rolling back interrupted create", metadata: ["sliver": "\(name)"])
+                teardown(name)
+                records[name] = nil
+                try? store.delete(name)
+            case .destroying:
+                log.warning("finishing interrupted destroy", metadata: ["sliver": "\(name)"])
+                try? destroy(name)
+            case .running:
+                if let identity = record.initProcess, identity.isAlive {
+                    log.info("adopted running sliver", metadata: ["sliver": "\(name)", "init_pid": "\(identity.pid)"])
+                } else {
+                    log.warning("sliver was running but its init is gone; restarting", metadata: ["sliver": "\(name)"])
+                    var stopped = record
+                    stopped.state = .stopped
+                    stopped.initProcess = nil
+                    records[name] = stopped
+                    _ = try? start(name)
+                }
+            case .stopped:
+                if !cgroups.processes(of: name).isEmpty { try? cgroups.killAll(name) }
+            }
+        }
+        // Orphans: kernel objects and directories named like slivers we have no record of.
+        for orphan in cgroups.slivers() where records[orphan] == nil {
+            log.warning("removing orphan cgroup", metadata: ["sliver": "\(orphan)"])
+            teardown(orphan)
+        }
+        for entry in (try? FileSystem.listDirectory(config.storageDir)) ?? [] where records[entry] == nil {
+            guard (try? SliceName.validate(entry)) != nil else { continue }
+            log.warning("removing orphan sliver directory", metadata: ["sliver": "\(entry)"])
+            teardown(entry)
+        }
+    }
+
+    static func nodeError(_ error: any Error) -> NodeError {
+        switch error {
+        case let e as NodeError: return e
+        case let e as IsolationError: return NodeError(e)
+        case let e as ResourceError: return NodeError(e)
+        case let e as SystemError: return NodeError(e)
+        default: return NodeError(.internal, "\(error)")
+        }
+    }
+}
+
+extension ResourceSettings {
+    func withFrozen(_ frozen: Bool) -> ResourceSettings {
+        var copy = self
+        copy.frozen = frozen
+        return copy
+    }
+}
+
+/// pidfd of a process only if it is still the same process (pid + start time).
+func sliver_pidfd_open_checked(_ identity: ProcessIdentity) -> Int32 {
+    let fd = sliver_pidfd_open(identity.pid)
+    guard fd >= 0 else { return -1 }
+    // Checked after opening: the pidfd pins the process, so if the identity still matches now,
+    // the fd refers to the right one.
+    if !identity.isAlive { close(fd); return -1 }
+    return fd
+}
+
+extension NodeConfig {
+    /// `helper` from the config, or `sliver-helper` next to the running executable.
+    public var resolvedHelperPath: String {
+        if !helperPath.isEmpty { return helperPath }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return "/usr/libexec/sliverd/sliver-helper" }
+        let exe = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return FileSystem.parentDirectory(exe) + "/sliver-helper"
+    }
+}

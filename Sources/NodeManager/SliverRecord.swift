@@ -1,0 +1,45 @@
+import SliverIsolation
+import SliverSystem
+
+/// The lifecycle of a sliver as the daemon persists it.
+///
+///     creating --(helper ok)--> running <--start/stop--> stopped
+///        |                         |                        |
+///        +--(failure: rolled back) +-------> destroying <---+--> (record removed)
+///
+/// `creating` and `destroying` are persisted before the work starts, so a daemon that dies in
+/// the middle finds the half-done sliver at its next start and finishes the rollback or destroy.
+public enum SliverState: String, Codable, Sendable {
+    case creating, stopped, running, destroying
+}
+
+/// Everything the daemon knows about one sliver; one JSON file per sliver in the state dir.
+public struct SliverRecord: Codable, Sendable, Equatable {
+    /// Schema version of this record; readers refuse versions they do not know.
+    public static let currentVersion = 1
+
+    public var version: Int = SliverRecord.currentVersion
+    public var name: String
+    /// Stable numeric id: the ID-range slot, unique among live slivers.
+    public var id: Int { idRange.slot }
+    public var image: String
+    public var imagePath: String
+    public var attributes: SliceAttributes
+    public var idRange: IDRange
+    public var state: SliverState
+    /// The sliver's init while running.
+    public var initProcess: ProcessIdentity?
+    public var createdAt: Double
+    public var startedAt: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case version, name, image, imagePath = "image_path", attributes, idRange = "id_range", state
+        case initProcess = "init_process", createdAt = "created_at", startedAt = "started_at"
+    }
+}
+
+/// A registered reference image.
+public struct ImageRecord: Codable, Sendable, Equatable {
+    public var name: String
+    public var path: String
+}

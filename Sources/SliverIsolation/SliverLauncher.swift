@@ -1,0 +1,121 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SliverSystem
+
+/// Everything the helper needs to build and boot one sliver.
+public struct LaunchSpec: Sendable {
+    public var name: String
+    public var idRange: IDRange
+    public var image: String
+    public var layout: SliverLayout
+    /// Cgroup directories joined before any namespace exists, so every process of the sliver,
+    /// from the first, is accounted and limited.
+    public var cgroups: [String]
+    public var seccompProgram: String
+    public var capabilities: CapabilitySet
+    public var rlimits: [ResourceLimit]
+    /// Program inside the sliver that init runs as `PATH start NAME`.
+    public var bootProgram: String?
+
+    public init(name: String, idRange: IDRange, image: String, layout: SliverLayout, cgroups: [String],
+                seccompProgram: String, capabilities: CapabilitySet, rlimits: [ResourceLimit], bootProgram: String?) {
+        self.name = name
+        self.idRange = idRange
+        self.image = image
+        self.layout = layout
+        self.cgroups = cgroups
+        self.seccompProgram = seccompProgram
+        self.capabilities = capabilities
+        self.rlimits = rlimits
+        self.bootProgram = bootProgram
+    }
+}
+
+/// What a process entering a running sliver gets.
+public struct EnterSpec: Sendable {
+    public var initProcess: ProcessIdentity
+    public var cgroups: [String]
+    public var seccompProgram: String
+    public var capabilities: CapabilitySet
+    public var rlimits: [ResourceLimit]
+    public var uid: UInt32 = 0
+    public var gid: UInt32 = 0
+    public var cwd: String = "/"
+    public var environment: [String] = []
+    public var argv: [String]
+
+    public init(initProcess: ProcessIdentity, cgroups: [String], seccompProgram: String,
+                capabilities: CapabilitySet, rlimits: [ResourceLimit], argv: [String]) {
+        self.initProcess = initProcess
+        self.cgroups = cgroups
+        self.seccompProgram = seccompProgram
+        self.capabilities = capabilities
+        self.rlimits = rlimits
+        self.argv = argv
+    }
+}
+
+/// Runs `sliver-helper` (see docs/helper-interface.md): the only code between clone and exec.
+public struct SliverLauncher: Sendable {
+    public let helper: String
+
+    public init(helper: String) {
+        self.helper = helper
+    }
+
+    /// Builds and boots a sliver; returns its init once every restriction is in place.
+    public func create(_ spec: LaunchSpec) throws(IsolationError) -> ProcessIdentity {
+        var argv = [helper, "create", "--name", spec.name,
+                    "--id-base", String(spec.idRange.base), "--id-count", String(spec.idRange.count),
+                    "--image", spec.image, "--sliver-dir", spec.layout.directory,
+                    "--seccomp", spec.seccompProgram, "--caps", spec.capabilities.hex]
+        for cgroup in spec.cgroups { argv += ["--cgroup", cgroup] }
+        for limit in spec.rlimits { argv += ["--rlimit", limit.helperArgument] }
+        if let boot = spec.bootProgram { argv += ["--boot", boot] }
+        let result: CompletedProcess
+        do {
+            result = try Spawn.run(argv)
+        } catch {
+            throw IsolationError(error)
+        }
+        guard result.status == 0 else {
+            throw IsolationError(.helper, stage: "sliver.create", Self.helperMessage(result))
+        }
+        for line in result.stdout.split(separator: "\n") where line.hasPrefix("init_pid=") {
+            if let pid = Int32(line.dropFirst("init_pid=".count)), let identity = ProcessIdentity.of(pid: pid) {
+                return identity
+            }
+        }
+        throw IsolationError(.helper, stage: "sliver.create",
+                             "helper reported no running init (stdout: \(result.stdout.prefix(200)))")
+    }
+
+    public func enterArguments(_ spec: EnterSpec) -> [String] {
+        var argv = [helper, "enter", "--pid", String(spec.initProcess.pid),
+                    "--seccomp", spec.seccompProgram, "--caps", spec.capabilities.hex,
+                    "--uid", String(spec.uid), "--gid", String(spec.gid), "--cwd", spec.cwd]
+        for cgroup in spec.cgroups { argv += ["--cgroup", cgroup] }
+        for limit in spec.rlimits { argv += ["--rlimit", limit.helperArgument] }
+        for variable in spec.environment { argv += ["--env", variable] }
+        return argv + ["--"] + spec.argv
+    }
+
+    /// Starts a process inside a running sliver with the given stdio; the caller watches the
+    /// returned pidfd and collects the status (the helper exits with the command's status).
+    public func enter(_ spec: EnterSpec, stdio: (Int32, Int32, Int32)) throws(IsolationError) -> SpawnedProcess {
+        guard spec.initProcess.isAlive else {
+            throw IsolationError(.invalidArgument, stage: "sliver.enter", "the sliver's init (pid \(spec.initProcess.pid)) is not running")
+        }
+        do {
+            return try Spawn.start(enterArguments(spec), stdio: stdio)
+        } catch {
+            throw IsolationError(error)
+        }
+    }
+
+    static func helperMessage(_ result: CompletedProcess) -> String {
+        let line = result.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        return line.isEmpty ? "sliver-helper exited with status \(result.status)" : line
+    }
+}

@@ -1,0 +1,67 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CMnl
+import CSliverShim
+
+/// A network interface as rtnetlink reports it.
+public struct Link: Sendable, Equatable {
+    public var index: Int32
+    public var name: String
+    public var isUp: Bool
+}
+
+/// Reads the interfaces of the caller's network namespace with one RTM_GETLINK dump over
+/// rtnetlink (libmnl), no `ip` subprocess.
+public enum LinkTable {
+    public static func dump() throws(NetworkError) -> [Link] {
+        guard let nl = mnl_socket_open2(NETLINK_ROUTE, Int32(SOCK_CLOEXEC.rawValue)) else {
+            throw NetworkError(stage: "netlink.open", "socket(AF_NETLINK, NETLINK_ROUTE)", errno: errno)
+        }
+        defer { mnl_socket_close(nl) }
+        guard mnl_socket_bind(nl, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
+            throw NetworkError(stage: "netlink.bind", "bind rtnetlink socket", errno: errno)
+        }
+        let size = sliver_mnl_socket_buffer_size()
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+        defer { buffer.deallocate() }
+        let header = mnl_nlmsg_put_header(buffer)!
+        header.pointee.nlmsg_type = UInt16(RTM_GETLINK)
+        header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
+        let seq = UInt32(truncatingIfNeeded: time(nil))
+        header.pointee.nlmsg_seq = seq
+        let info = mnl_nlmsg_put_extra_header(header, MemoryLayout<ifinfomsg>.size)!
+        info.assumingMemoryBound(to: ifinfomsg.self).pointee.ifi_family = UInt8(AF_UNSPEC)
+        guard mnl_socket_sendto(nl, header, Int(header.pointee.nlmsg_len)) >= 0 else {
+            throw NetworkError(stage: "netlink.send", "RTM_GETLINK dump request", errno: errno)
+        }
+        let portid = mnl_socket_get_portid(nl)
+        var links: [Link] = []
+        while true {
+            let n = mnl_socket_recvfrom(nl, buffer, size)
+            if n < 0 { throw NetworkError(stage: "netlink.recv", "RTM_GETLINK dump", errno: errno) }
+            let rc = withUnsafeMutablePointer(to: &links) { out in
+                mnl_cb_run(buffer, n, seq, portid, { message, data in
+                    guard let message, let data else { return MNL_CB_ERROR }
+                    let out = data.assumingMemoryBound(to: [Link].self)
+                    let info = mnl_nlmsg_get_payload(message)!.assumingMemoryBound(to: ifinfomsg.self).pointee
+                    var name = ""
+                    var attr = mnl_nlmsg_get_payload_offset(message, MemoryLayout<ifinfomsg>.size)!
+                        .assumingMemoryBound(to: nlattr.self)
+                    let tail = mnl_nlmsg_get_payload_tail(message)!
+                    while mnl_attr_ok(attr, Int32(tail - UnsafeMutableRawPointer(attr))) {
+                        if mnl_attr_get_type(attr) == IFLA_IFNAME, let value = mnl_attr_get_str(attr) {
+                            name = String(cString: value)
+                        }
+                        attr = mnl_attr_next(attr)
+                    }
+                    out.pointee.append(Link(index: info.ifi_index, name: name, isUp: info.ifi_flags & UInt32(IFF_UP) != 0))
+                    return MNL_CB_OK
+                }, out)
+            }
+            if rc == MNL_CB_ERROR { throw NetworkError(stage: "netlink.parse", "RTM_GETLINK dump", errno: errno) }
+            if rc == MNL_CB_STOP { break }
+        }
+        return links
+    }
+}

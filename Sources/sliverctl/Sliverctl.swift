@@ -1,0 +1,240 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Foundation
+import NodeManager
+
+/// sliverctl: the operator's command line for sliverd.
+@main
+struct Sliverctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sliverctl",
+        abstract: "Manage the slivers of this node through sliverd.",
+        subcommands: [ImageCommand.self, Create.self, SetAttributes.self, Start.self, Stop.self, Destroy.self,
+                      List.self, Show.self, Exec.self, Ping.self])
+}
+
+struct Connection: ParsableArguments {
+    @Option(help: "sliverd's control socket (default: $SLIVERD_SOCKET or /run/sliverd/sliverd.sock).")
+    var socket: String?
+
+    var path: String {
+        socket ?? ProcessInfo.processInfo.environment["SLIVERD_SOCKET"] ?? "/run/sliverd/sliverd.sock"
+    }
+
+    /// Runs one request; errors print one line naming the field and value and exit non-zero.
+    func call<T: Decodable>(_ request: ControlRequest, as type: T.Type, fds: [Int32] = []) -> T {
+        do {
+            return try ControlClient(socketPath: path).result(request, as: type, fds: fds)
+        } catch {
+            fail(error)
+        }
+    }
+
+    func raw(_ request: ControlRequest) -> Data {
+        do {
+            let response = try ControlClient(socketPath: path).call(request)
+            guard response.ok, let data = response.result else {
+                fail(NodeError(NodeError.Code(rawValue: response.error?.code ?? "internal") ?? .internal, response.error?.message ?? "failed"))
+            }
+            return data
+        } catch {
+            fail(error)
+        }
+    }
+}
+
+func fail(_ error: NodeError) -> Never {
+    FileHandle.standardError.write(Data("sliverctl: \(error.message)\n".utf8))
+    exit(error.code == .notFound ? 3 : error.code == .unavailable ? 69 : 1)
+}
+
+func parseAssignments(_ items: [String]) -> [String: String] {
+    var attributes: [String: String] = [:]
+    for item in items {
+        guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
+            fail(NodeError(.invalidArgument, "invalid attribute assignment \"\(item)\": expected ATTR=VALUE", field: "set"))
+        }
+        attributes[String(item[..<eq])] = String(item[item.index(after: eq)...])
+    }
+    return attributes
+}
+
+func printJSON(_ data: Data) {
+    if let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]),
+       let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .fragmentsAllowed]) {
+        print(String(decoding: pretty, as: UTF8.self))
+    } else {
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+func describe(_ sliver: SliverView) {
+    print("name:        \(sliver.name)")
+    print("state:       \(sliver.state)")
+    print("id:          \(sliver.id)")
+    print("image:       \(sliver.image)")
+    print("init pid:    \(sliver.initPid.map(String.init) ?? "-")")
+    print("ids:         \(sliver.idBase)-\(sliver.idBase + sliver.idCount - 1) (host) = 0-\(sliver.idCount - 1) (sliver)")
+    let attributes = sliver.attributes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+    print("attributes:  \(attributes.isEmpty ? "(defaults)" : attributes.joined(separator: " "))")
+    if let usage = sliver.usage {
+        let cpu = usage.cpuNanoseconds.map { String(format: "%.2f s", Double($0) / 1e9) } ?? "-"
+        let memory = usage.memoryBytes.map { "\($0 / 1024) KiB" } ?? "-"
+        let peak = usage.memoryPeakBytes.map { "\($0 / 1024) KiB" } ?? "-"
+        print("cpu time:    \(cpu)")
+        print("memory:      \(memory) (peak \(peak))")
+        print("oom kills:   \(usage.oomKills.map(String.init) ?? "-")")
+        print("pids:        \(usage.pids.map(String.init) ?? "-")")
+    }
+}
+
+struct ImageCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "image", abstract: "Reference images.",
+                                                    subcommands: [Add.self, ListImages.self, Remove.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Register DIR as reference image NAME.")
+        @OptionGroup var connection: Connection
+        @Argument var name: String
+        @Argument var directory: String
+
+        func run() {
+            var request = ControlRequest(op: "image.add", name: name)
+            let absolute = directory.hasPrefix("/") ? directory : FileManager.default.currentDirectoryPath + "/" + directory
+            request.path = URL(fileURLWithPath: absolute).standardizedFileURL.path
+            let image = connection.call(request, as: ImageRecord.self)
+            print("image \(image.name) -> \(image.path)")
+        }
+    }
+
+    struct ListImages: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List reference images.")
+        @OptionGroup var connection: Connection
+        func run() {
+            for image in connection.call(ControlRequest(op: "image.list"), as: [ImageRecord].self) {
+                print("\(image.name)\t\(image.path)")
+            }
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Unregister an image no sliver uses.")
+        @OptionGroup var connection: Connection
+        @Argument var name: String
+        func run() { _ = connection.raw(ControlRequest(op: "image.remove", name: name)) }
+    }
+}
+
+struct Create: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create (and start) a sliver.")
+    @OptionGroup var connection: Connection
+    @Argument(help: "Slice name, PLCAPI style: site_slice.") var name: String
+    @Option(help: "Reference image name.") var image: String
+    @Option(name: .customLong("set"), help: "Slice attribute ATTR=VALUE (PLCAPI tag names), repeatable.") var assignments: [String] = []
+    @Flag(help: "Create without starting.") var noStart = false
+    @Flag(help: "Print the sliver as JSON.") var json = false
+
+    func run() {
+        var request = ControlRequest(op: "create", name: name)
+        request.image = image
+        request.attributes = parseAssignments(assignments)
+        request.start = !noStart
+        if json { printJSON(connection.raw(request)); return }
+        let sliver = connection.call(request, as: SliverView.self)
+        print("created \(sliver.name) (\(sliver.state), init pid \(sliver.initPid.map(String.init) ?? "-"))")
+    }
+}
+
+struct SetAttributes: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "set", abstract: "Change slice attributes (live).")
+    @OptionGroup var connection: Connection
+    @Argument var name: String
+    @Argument(help: "ATTR=VALUE ...") var assignments: [String]
+
+    func run() {
+        var request = ControlRequest(op: "set", name: name)
+        request.attributes = parseAssignments(assignments)
+        _ = connection.call(request, as: SliverView.self)
+    }
+}
+
+struct Start: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start a stopped sliver.")
+    @OptionGroup var connection: Connection
+    @Argument var name: String
+    func run() { _ = connection.call(ControlRequest(op: "start", name: name), as: SliverView.self) }
+}
+
+struct Stop: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop a sliver (its files stay).")
+    @OptionGroup var connection: Connection
+    @Argument var name: String
+    func run() { _ = connection.call(ControlRequest(op: "stop", name: name), as: SliverView.self) }
+}
+
+struct Destroy: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Destroy a sliver and everything it owns.")
+    @OptionGroup var connection: Connection
+    @Argument var name: String
+    func run() { _ = connection.raw(ControlRequest(op: "destroy", name: name)) }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List slivers.")
+    @OptionGroup var connection: Connection
+    @Flag var json = false
+
+    func run() {
+        let request = ControlRequest(op: "list")
+        if json { printJSON(connection.raw(request)); return }
+        let slivers = connection.call(request, as: [SliverView].self)
+        let rows = [["NAME", "STATE", "ID", "INIT", "IMAGE"]] + slivers.map {
+            [$0.name, $0.state, String($0.id), $0.initPid.map(String.init) ?? "-", $0.image]
+        }
+        let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            print(row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                .joined(separator: "  "))
+        }
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one sliver.")
+    @OptionGroup var connection: Connection
+    @Argument var name: String
+    @Flag var json = false
+
+    func run() {
+        let request = ControlRequest(op: "show", name: name)
+        if json { printJSON(connection.raw(request)); return }
+        describe(connection.call(request, as: SliverView.self))
+    }
+}
+
+struct Exec: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a command inside a sliver: sliverctl exec NAME -- CMD...")
+    @OptionGroup var connection: Connection
+    @Argument var name: String
+    @Argument(parsing: .captureForPassthrough) var command: [String]
+
+    func run() {
+        var argv = command
+        if argv.first == "--" { argv.removeFirst() }
+        guard !argv.isEmpty else { fail(NodeError(.invalidArgument, "exec needs a command after --", field: "argv")) }
+        var request = ControlRequest(op: "exec", name: name)
+        request.argv = argv
+        if let term = ProcessInfo.processInfo.environment["TERM"] { request.env = ["TERM": term] }
+        struct Exit: Decodable { let status: Int32 }
+        let exit = connection.call(request, as: Exit.self, fds: [0, 1, 2])
+        Foundation.exit(exit.status)
+    }
+}
+
+struct Ping: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check that sliverd answers.")
+    @OptionGroup var connection: Connection
+    func run() { printJSON(connection.raw(ControlRequest(op: "ping"))) }
+}

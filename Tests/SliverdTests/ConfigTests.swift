@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+@testable import NodeManager
+
+@Suite struct TOMLTests {
+    @Test func parsesTheSubset() throws {
+        let doc = try TOMLDocument(parsing: """
+        top = 1
+        [daemon]
+        state_dir = "/x/y" # comment
+        flag = true
+        ratio = 0.5
+        list = ["a", "b#c",
+                "d"]
+        big = 1_000
+        """)
+        #expect(doc.tables[""]?["top"] == .integer(1))
+        #expect(doc.tables["daemon"]?["state_dir"] == .string("/x/y"))
+        #expect(doc.tables["daemon"]?["flag"] == .bool(true))
+        #expect(doc.tables["daemon"]?["ratio"] == .float(0.5))
+        #expect(doc.tables["daemon"]?["list"] == .array([.string("a"), .string("b#c"), .string("d")]))
+        #expect(doc.tables["daemon"]?["big"] == .integer(1000))
+    }
+
+    @Test(arguments: ["x = ", "[a", "x = \"unterminated", "x = 1\nx = 2", "[t]\n[t]", "x = [1, 2"])
+    func refusesMalformed(_ text: String) {
+        #expect(throws: NodeError.self) { try TOMLDocument(parsing: text) }
+    }
+}
+
+@Suite struct NodeConfigTests {
+    @Test func defaults() throws {
+        let config = try NodeConfig(toml: "")
+        #expect(config == NodeConfig())
+        #expect(config.socketMode == 0o600)
+        #expect(config.cgroupParent == "sliverd")
+    }
+
+    @Test func shippedConfigParsesToDefaults() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("conf/sliverd.toml").path
+        let config = try NodeConfig.load(path: path)
+        var expected = NodeConfig()
+        expected.provisioningFile = config.provisioningFile
+        #expect(config == expected)
+    }
+
+    @Test func readsValues() throws {
+        let config = try NodeConfig(toml: """
+        [daemon]
+        state_dir = "/srv/state"
+        socket_mode = "0660"
+        [ids]
+        first = 2000000
+        slots = 100
+        [cgroups]
+        parent = "test"
+        version = "v1"
+        [sliver]
+        capabilities = ["CHOWN", "KILL"]
+        stop_timeout_s = 2
+        """)
+        #expect(config.stateDir == "/srv/state")
+        #expect(config.socketMode == 0o660)
+        #expect(config.idFirst == 2_000_000 && config.idSlots == 100)
+        #expect(config.cgroupParent == "test")
+        #expect(config.cgroupVersion == .v1)
+        #expect(config.capabilitySet.mask == (1 << 0) | (1 << 5))
+        #expect(config.stopTimeout == 2)
+    }
+
+    @Test(arguments: [
+        ("[daemon]\nbogus = 1", "daemon.bogus"),
+        ("[nope]\nx = 1", "nope"),
+        ("[daemon]\nstate_dir = \"relative\"", "daemon.state_dir"),
+        ("[sliver]\ncapabilities = [\"NET_RAW\"]", "sliver.capabilities"),
+        ("[cgroups]\nversion = \"v3\"", "cgroups.version"),
+        ("[ids]\nslots = 0", "ids.slots"),
+        ("[daemon]\nsocket_mode = \"999\"", "daemon.socket_mode"),
+    ])
+    func refusesWithField(_ text: String, _ field: String) {
+        do {
+            _ = try NodeConfig(toml: text)
+            Issue.record("accepted \(text)")
+        } catch {
+            #expect(error.field == field, "\(error.message)")
+        }
+    }
+}
