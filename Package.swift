@@ -63,7 +63,9 @@ let package = Package(
 
         .testTarget(
             name: "SliverdTests",
-            dependencies: ["NodeManager", "SliverIsolation", "SliverResources", "SliverSystem", "SliverNetwork"],
+            dependencies: ["NodeManager", "SliverIsolation", "SliverResources", "SliverSystem", "SliverNetwork", "CSliverShim"],
+            // The escape probe is C, compiled statically into the test image at test time.
+            exclude: ["Fixtures"],
             swiftSettings: strict),
     ]
 )

@@ -91,23 +91,25 @@ public struct SliceAttributes: Codable, Sendable, Equatable {
         guard let kind = vocabulary[name] else {
             throw NodeError(.invalidArgument, "unknown attribute \"\(name)\" (known: \(knownNames.joined(separator: ", ")))", field: name)
         }
-        let field = "attribute " + name
+        func invalid(_ shown: String, _ reason: String) -> NodeError {
+            NodeError(.invalidArgument, "invalid attribute \(name) \"\(shown)\": \(reason)", field: name)
+        }
         switch kind {
         case .integer(let range):
-            guard let number = Int64(value) else { throw NodeError.invalid(field, value, "not an integer") }
+            guard let number = Int64(value) else { throw invalid(value, "not an integer") }
             guard range.contains(number) else {
-                throw NodeError.invalid(field, value, "out of range \(range.lowerBound)...\(range.upperBound)")
+                throw invalid(value, "out of range \(range.lowerBound)...\(range.upperBound)")
             }
         case .flag:
-            guard value == "0" || value == "1" else { throw NodeError.invalid(field, value, "must be 0 or 1") }
+            guard value == "0" || value == "1" else { throw invalid(value, "must be 0 or 1") }
         case .cores:
             let digits = value.hasSuffix("b") ? String(value.dropLast()) : value
-            guard let n = Int(digits), n >= 0, n < 1024 else { throw NodeError.invalid(field, value, "must be N or Nb (whole cores)") }
+            guard let n = Int(digits), n >= 0, n < 1024 else { throw invalid(value, "must be N or Nb (whole cores)") }
         case .text:
-            guard value.utf8.count <= 65536, !value.contains("\0") else { throw NodeError.invalid(field, value.prefix(40) + "...", "too long or contains NUL") }
+            guard value.utf8.count <= 65536, !value.contains("\0") else { throw invalid(value.prefix(40) + "...", "too long or contains NUL") }
         case .rlimit:
             guard value == "-1" || value == "unlimited" || UInt64(value) != nil else {
-                throw NodeError.invalid(field, value, "must be a non-negative integer, -1 or unlimited")
+                throw invalid(value, "must be a non-negative integer, -1 or unlimited")
             }
         }
     }
