@@ -17,7 +17,7 @@ let package = Package(
     products: [
         .executable(name: "sliverd", targets: ["sliverd"]),
         .executable(name: "sliverctl", targets: ["sliverctl"]),
-        //TMP .executable(name: "sliver-helper", targets: ["sliver-helper"]),
+        .executable(name: "sliver-helper", targets: ["sliver-helper"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,7 +31,7 @@ let package = Package(
         // One-line wrappers for what Swift cannot call (variadic prctl/syscall, macros).
         .target(name: "CSliverShim"),
         // The single-threaded helper that runs between clone and exec (pure C, no Swift runtime).
-        //TMP .executableTarget(name: "sliver-helper", cSettings: [.define("_GNU_SOURCE")]),
+        .executableTarget(name: "sliver-helper", cSettings: [.define("_GNU_SOURCE")]),
 
         .target(name: "SliverSystem", dependencies: ["CSliverShim"], swiftSettings: strict),
         .target(

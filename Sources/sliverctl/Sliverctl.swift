@@ -13,6 +13,18 @@ struct Sliverctl: ParsableCommand {
         abstract: "Manage the slivers of this node through sliverd.",
         subcommands: [ImageCommand.self, Create.self, SetAttributes.self, Start.self, Stop.self, Destroy.self,
                       List.self, Show.self, Exec.self, Ping.self])
+
+    /// `sliverctl --socket PATH <command> ...`: a leading --socket applies to every subcommand
+    /// (ArgumentParser only reads options after the subcommand name), so it becomes the default
+    /// that every subcommand's --socket falls back to.
+    static func main() {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        while arguments.count >= 2, arguments[0] == "--socket" {
+            setenv("SLIVERD_SOCKET", arguments[1], 1)
+            arguments.removeFirst(2)
+        }
+        main(arguments)
+    }
 }
 
 struct Connection: ParsableArguments {

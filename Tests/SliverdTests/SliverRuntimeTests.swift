@@ -140,7 +140,7 @@ struct SliverRuntimeTests {
         #expect(try FileSystem.readString(freezer) == "THAWED\n")
 
         // A background process resists SIGTERM; stop still ends everything.
-        _ = try node.run(name, ["/bin/sh", "-c", "trap '' TERM; (trap '' TERM; sleep 1000) & echo started"])
+        _ = try node.run(name, ["/bin/sh", "-c", "trap '' TERM; (trap '' TERM; sleep 1000) >/dev/null 2>&1 & echo started"])
         let stopped = try node.manager.stop(name)
         #expect(stopped.state == .stopped)
         #expect(created.initProcess?.isAlive == false)
