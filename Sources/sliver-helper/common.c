@@ -260,13 +260,19 @@ void sh_load_seccomp(const struct sh_config *cfg)
                 cfg->bpf_len);
 }
 
-/* Writing "0" to cgroup.procs moves the writer itself (v1 and v2); every process forked later is
- * born there, so the sliver is accounted from its first process. */
+/* Writing "0" moves the writer itself; every process forked later is born in the cgroup, so the
+ * sliver is accounted from its first process. On v1 hierarchies the helper writes the per-thread
+ * `tasks` file: it is single-threaded, so moving its one thread moves the whole process, and
+ * cgroup.procs would take the threadgroup write lock with an RCU grace period for each of the
+ * eight hierarchies (about 7 ms against 0.2 ms measured here). v2 has only cgroup.procs. */
 void sh_join_cgroups(const struct sh_config *cfg)
 {
     char path[4096];
     for (int i = 0; i < cfg->n_cgroups; i++) {
-        if (snprintf(path, sizeof path, "%s/cgroup.procs", cfg->cgroups[i]) >= (int)sizeof path)
+        if (snprintf(path, sizeof path, "%s/tasks", cfg->cgroups[i]) >= (int)sizeof path)
+            sh_fail("cgroup", ENAMETOOLONG, "%s/tasks", cfg->cgroups[i]);
+        if (access(path, F_OK) != 0 &&
+            snprintf(path, sizeof path, "%s/cgroup.procs", cfg->cgroups[i]) >= (int)sizeof path)
             sh_fail("cgroup", ENAMETOOLONG, "%s/cgroup.procs", cfg->cgroups[i]);
         int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0) sh_fail("cgroup", errno, "open %s", path);
