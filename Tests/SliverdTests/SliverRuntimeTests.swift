@@ -34,6 +34,20 @@ struct SliverRuntimeTests {
         let hostStatus = statusFields(try FileSystem.readString("/proc/\(initPid)/status"))
         #expect(hostStatus["Uid"]?.split(separator: "\t").first.map(String.init) == String(record.idRange.base))
 
+        // Every namespace kind differs from the host's (time where the kernel has it).
+        for kind in ["user", "pid", "mnt", "net", "uts", "ipc", "cgroup", "time"] {
+            var hostLink = [CChar](repeating: 0, count: 256), sliverLink = [CChar](repeating: 0, count: 256)
+            let h = readlink("/proc/self/ns/\(kind)", &hostLink, 255)
+            // pid and time namespaces apply to children: compare init's "for_children" view too.
+            let s = readlink("/proc/\(initPid)/ns/\(kind)", &sliverLink, 255)
+            if h < 0 && kind == "time" { continue }
+            #expect(h > 0 && s > 0 && String(cString: hostLink) != String(cString: sliverLink), "\(kind) namespace is shared with the host")
+        }
+
+        // /sys is read-only, /proc/sys too; the network namespace has only a loopback, up.
+        #expect(try node.run(name, ["/bin/sh", "-c", "echo 1 > /sys/kernel/profiling"]).status != 0)
+        #expect(try node.run(name, ["/bin/ls", "/sys/class/net"]).stdout == "lo\n")
+
         // Only its own processes: init is pid 1, and every pid is in the sliver's pid namespace.
         let ps = try node.run(name, ["/bin/sh", "-c", "ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '"])
         let pids = ps.stdout.split(separator: " ").compactMap { Int($0) }
