@@ -155,12 +155,20 @@ void sh_parse_enter(struct sh_config *cfg, int argc, char **argv)
     int i;
     for (i = 2; i < argc && strcmp(argv[i], "--") != 0; i++) {
         const char *opt = argv[i];
+        if (strcmp(opt, "--pty") == 0 || strcmp(opt, "--login") == 0) {
+            if (opt[2] == 'p') cfg->pty = 1; else cfg->login = 1;
+            continue;
+        }
         if (i + 1 >= argc) sh_usage("%s needs a value", opt);
         const char *v = argv[++i];
         if (common_option(cfg, opt, v, &caps)) continue;
         if (strcmp(opt, "--pid") == 0) set_once(&pid, opt, v);
         else if (strcmp(opt, "--uid") == 0) set_once(&uid, opt, v);
         else if (strcmp(opt, "--gid") == 0) set_once(&gid, opt, v);
+        else if (strcmp(opt, "--user") == 0) {
+            check_name(v);
+            set_once(&cfg->user, opt, v);
+        }
         else if (strcmp(opt, "--cwd") == 0) set_once(&cfg->cwd, opt, absolute(opt, v));
         else if (strcmp(opt, "--env") == 0) {
             const char *eq = strchr(v, '=');
@@ -169,8 +177,14 @@ void sh_parse_enter(struct sh_config *cfg, int argc, char **argv)
             cfg->env[cfg->n_env++] = v;
         } else sh_usage("unknown option %s for enter", opt);
     }
-    if (i >= argc - 1) sh_usage("enter needs -- CMD [ARGS...]");
-    cfg->argv = argv + i + 1;
+    if (cfg->login) {
+        if (!cfg->user) sh_usage("--login needs --user");
+        if (i < argc - 1) sh_usage("--login takes no command");
+        cfg->argv = NULL;
+    } else {
+        if (i >= argc - 1) sh_usage("enter needs -- CMD [ARGS...] (or --user NAME --login)");
+        cfg->argv = argv + i + 1;
+    }
     if (!pid) sh_usage("enter needs --pid");
     uint32_t p = parse_u32("--pid", pid);
     if (p == 0 || p > 0x3fffffff) sh_usage("--pid: %s is not a process id", pid);

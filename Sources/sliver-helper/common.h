@@ -130,6 +130,9 @@ struct sh_config {
     struct sock_filter *bpf; /* loaded by the host-side parent, before any namespace exists */
     unsigned short bpf_len;
     char **argv; /* enter: the command */
+    int pty;     /* enter --pty: a fresh terminal from the sliver's own devpts */
+    const char *user; /* enter --user: run as this user of the sliver (created if missing) */
+    int login;   /* enter --login: the user's login shell instead of a command */
 };
 
 /* ---- status messages from the sliver side (C and I) to the host-side parent; < PIPE_BUF so atomic ---- */
