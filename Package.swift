@@ -2,7 +2,7 @@
 // Sliverd: a per-node virtualization agent for network testbeds.
 //
 // Layers (arrows point down only):
-//   executables (sliverd, sliverctl, sliver-helper)
+//   executables (sliverd, sliverctl, vsh, sliver-helper)
 //     -> NodeManager (model, state, config, control API)
 //       -> SliverIsolation, SliverResources, SliverNetwork
 //         -> SliverSystem (errno-carrying syscalls, files, spawning)
@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "sliverd", targets: ["sliverd"]),
         .executable(name: "sliverctl", targets: ["sliverctl"]),
         .executable(name: "sliver-helper", targets: ["sliver-helper"]),
+        .executable(name: "vsh", targets: ["vsh"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -60,6 +61,9 @@ let package = Package(
             name: "sliverctl",
             dependencies: ["NodeManager", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict),
+
+        // The login shell of slice accounts: no Foundation, nothing but the socket and the shim.
+        .executableTarget(name: "vsh", dependencies: ["CSliverShim"], swiftSettings: strict),
 
         .testTarget(
             name: "SliverdTests",

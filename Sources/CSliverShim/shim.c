@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <shadow.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -104,3 +105,7 @@ int sliver_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 int sliver_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
 int sliver_accept(int sock) { return accept4(sock, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }
+
+int sliver_lock_passwd(void) { return lckpwdf(); }
+
+int sliver_unlock_passwd(void) { return ulckpwdf(); }

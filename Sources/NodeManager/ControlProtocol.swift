@@ -21,6 +21,13 @@ public struct ControlRequest: Codable, Sendable {
     public var argv: [String]?
     public var env: [String: String]?
     public var cwd: String?
+    /// login: the command for `sh -c` (absent: a login shell); tty: allocate a terminal.
+    public var command: String?
+    public var tty: Bool?
+    /// signal: one of INT, TERM, HUP, QUIT (numbers) for the running login/exec.
+    public var signal: Int32?
+    /// create, keys.set: SSH public keys of the slice.
+    public var keys: [String]?
 
     public init(op: String, name: String? = nil) {
         self.op = op

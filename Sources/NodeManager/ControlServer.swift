@@ -11,13 +11,15 @@ import SliverSystem
 /// serves every sliver; nothing per sliver but an fd in the set.
 public final class ControlServer {
     private enum Source {
-        case listener, signals, client, exec(client: Int32), sliverInit(name: String, identity: ProcessIdentity)
+        case listener, vshListener, signals, client, exec(client: Int32), sliverInit(name: String, identity: ProcessIdentity)
     }
 
     private struct Client {
         var buffer = Data()
         var fds: [Int32] = []
         var uid: uid_t = 0
+        /// Connected through the vsh socket: only login, winch and signal are served.
+        var restricted = false
         /// pidfd of the exec this client waits for; requests queue behind it.
         var exec: Int32?
     }
@@ -27,6 +29,7 @@ public final class ControlServer {
     let socketPath: String
     private let epfd: Int32
     private let listenFD: Int32
+    private let vshListenFD: Int32
     private let signalFD: Int32
     private var sources: [Int32: Source] = [:]
     private var clients: [Int32: Client] = [:]
@@ -53,11 +56,13 @@ public final class ControlServer {
             try sysCall("control.listen", "signalfd") { signalFD }
             try sysCall("control.listen", "epoll_create1") { epfd }
             listenFD = try Self.listen(path: manager.config.socketPath, mode: manager.config.socketMode)
+            vshListenFD = try Self.listen(path: manager.config.vshSocketPath, mode: 0o666)
         } catch {
             throw NodeError(error)
         }
         self.epfd = epfd
         add(listenFD, .listener)
+        add(vshListenFD, .vshListener)
         add(signalFD, .signals)
         syncInitWatches()
     }
@@ -131,7 +136,8 @@ public final class ControlServer {
                 let fd = events[i].data.fd
                 guard let source = sources[fd] else { continue }
                 switch source {
-                case .listener: accept()
+                case .listener: accept(listenFD, restricted: false)
+                case .vshListener: accept(vshListenFD, restricted: true)
                 case .signals: handleSignal()
                 case .client: readClient(fd, hangup: events[i].events & (EPOLLHUP.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue) != 0)
                 case .exec(let client): finishExec(pidfd: fd, client: client)
@@ -145,7 +151,9 @@ public final class ControlServer {
         SystemdNotify.send("STOPPING=1")
         log.info("sliverd stopping; slivers keep running", metadata: ["slivers": "\(manager.records.count)"])
         close(listenFD)
+        close(vshListenFD)
         unlink(socketPath)
+        unlink(manager.config.vshSocketPath)
     }
 
     private func handleSignal() {
@@ -159,14 +167,15 @@ public final class ControlServer {
         }
     }
 
-    private func accept() {
+    private func accept(_ listener: Int32, restricted: Bool) {
         while true {
-            let fd = sliver_accept(listenFD)
+            let fd = sliver_accept(listener)
             if fd < 0 { return }
             var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
             guard sliver_peer_creds(fd, &pid, &uid, &gid) == 0 else { close(fd); continue }
             var client = Client()
             client.uid = uid
+            client.restricted = restricted
             clients[fd] = client
             add(fd, .client)
         }
@@ -210,8 +219,20 @@ public final class ControlServer {
     }
 
     private func processLines(_ fd: Int32) {
-        while var client = clients[fd], client.exec == nil, let newline = client.buffer.firstIndex(of: UInt8(ascii: "\n")) {
+        while var client = clients[fd], let newline = client.buffer.firstIndex(of: UInt8(ascii: "\n")) {
             let line = client.buffer[client.buffer.startIndex..<newline]
+            if let exec = client.exec {
+                // While a command runs, the connection carries only its window-size changes and
+                // signals; anything else waits until the command has ended.
+                guard let control = try? JSONDecoder().decode(ControlRequest.self, from: Data(line)),
+                      control.op == "winch" || control.op == "signal" else { return }
+                client.buffer.removeSubrange(client.buffer.startIndex...newline)
+                clients[fd] = client
+                let allowed: Set<Int32> = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+                let signal = control.op == "winch" ? SIGWINCH : control.signal ?? 0
+                if allowed.contains(signal) || signal == SIGWINCH { _ = sliver_pidfd_send_signal(exec, signal) }
+                continue
+            }
             client.buffer.removeSubrange(client.buffer.startIndex...newline)
             let fds = client.fds
             client.fds = []
@@ -252,11 +273,23 @@ public final class ControlServer {
             respond(fd, ResponseEncoding.failure(NodeError(.unsupportedVersion, "protocol version \(request.v) not supported (this sliverd speaks \(ControlProtocol.version))", field: "v")))
             return
         }
-        guard uid == 0 else {
-            respond(fd, ResponseEncoding.failure(NodeError(.permissionDenied, "the control API is for root; uid \(uid) refused")))
+        let restricted = clients[fd]?.restricted ?? true
+        guard request.op == "login" || (uid == 0 && !restricted) else {
+            let reason = restricted ? "the vsh socket serves only login" : "the control API is for root; uid \(uid) refused"
+            respond(fd, ResponseEncoding.failure(NodeError(.permissionDenied, reason)))
             return
         }
         do {
+            if request.op == "login" {
+                guard fds.count == 3 else {
+                    throw NodeError(.invalidArgument, "login needs exactly 3 descriptors (stdin, stdout, stderr), got \(fds.count)", field: "fds")
+                }
+                let process = try manager.login(callerUid: uid, name: request.name, command: request.command, tty: request.tty ?? false,
+                                                environment: request.env ?? [:], stdio: (fds[0], fds[1], fds[2]))
+                clients[fd]?.exec = process.pidfd
+                add(process.pidfd, .exec(client: fd))
+                return
+            }
             if request.op == "exec" {
                 guard fds.count == 3 else {
                     throw NodeError(.invalidArgument, "exec needs exactly 3 descriptors (stdin, stdout, stderr), got \(fds.count)", field: "fds")
@@ -301,7 +334,8 @@ public final class ControlServer {
             return ResponseEncoding.success([String: String]())
         case "create":
             let record = try manager.create(name: try required(request.name, "name"), image: try required(request.image, "image"),
-                                            attributes: request.attributes ?? [:], start: request.start ?? true)
+                                            attributes: request.attributes ?? [:], start: request.start ?? true,
+                                            keys: request.keys ?? [])
             return ResponseEncoding.success(view(record))
         case "set":
             return ResponseEncoding.success(view(try manager.set(try required(request.name, "name"), attributes: request.attributes ?? [:])))
@@ -312,6 +346,10 @@ public final class ControlServer {
         case "destroy":
             try manager.destroy(try required(request.name, "name"))
             return ResponseEncoding.success([String: String]())
+        case "keys":
+            return ResponseEncoding.success(try manager.record(try required(request.name, "name")).keys)
+        case "keys.set":
+            return ResponseEncoding.success(try manager.setKeys(try required(request.name, "name"), request.keys ?? []).keys)
         case "show":
             return ResponseEncoding.success(view(try manager.record(try required(request.name, "name"))))
         case "list":

@@ -14,6 +14,9 @@ public struct NodeConfig: Sendable, Equatable {
     public var socketPath = "/run/sliverd/sliverd.sock"
     /// Its permission bits: root only by default.
     public var socketMode: UInt32 = 0o600
+    /// The socket vsh connects to (mode 0666: any local user may ask; the daemon decides from the
+    /// caller's SO_PEERCRED uid who may enter which sliver, and serves nothing else there).
+    public var vshSocketPath = "/run/sliverd/vsh.sock"
     /// Where compiled seccomp programs are written (once per profile, at start).
     public var runDir = "/run/sliverd"
     /// The C helper that builds and enters slivers; "" = `sliver-helper` next to the sliverd binary.
@@ -40,6 +43,18 @@ public struct NodeConfig: Sendable, Equatable {
     /// Program inside every sliver that init runs at start (`PATH start NAME`), if it exists.
     public var bootProgram = "/etc/rc.sliver"
 
+    // [accounts]
+    /// Create a host account per slice (login shell vsh) and its SSH keys.
+    public var manageAccounts = true
+    /// Login shell of slice accounts.
+    public var vshPath = "/usr/local/bin/vsh"
+    /// Slice homes: <home_dir>/<name>.
+    public var homeBase = "/home"
+    /// Group of every slice account (the sshd snippet matches on it).
+    public var accountGroup = "slices"
+    /// Where the account files are (not in the config file: tests point it at a private copy).
+    public var etcDir = "/etc"
+
     // [provisioning]
     /// "file" (the embedded default: a GetSlivers-shaped snapshot on disk) or "plc".
     public var provisioningSource = "file"
@@ -64,7 +79,8 @@ public struct NodeConfig: Sendable, Equatable {
         var config = NodeConfig()
         let known: [String: Set<String>] = [
             "": [],
-            "daemon": ["state_dir", "storage_dir", "socket", "socket_mode", "run_dir", "helper", "log_level"],
+            "daemon": ["state_dir", "storage_dir", "socket", "socket_mode", "vsh_socket", "run_dir", "helper", "log_level"],
+            "accounts": ["manage", "vsh", "home_dir", "group"],
             "ids": ["first", "slots"],
             "cgroups": ["parent", "version"],
             "sliver": ["capabilities", "default_pids_max", "stop_timeout_s", "boot_program"],
@@ -101,6 +117,17 @@ public struct NodeConfig: Sendable, Equatable {
         if let v = try path("daemon", "storage_dir") { config.storageDir = v }
         if let v = try path("daemon", "socket") { config.socketPath = v }
         if let v = try path("daemon", "run_dir") { config.runDir = v }
+        if let v = try path("daemon", "vsh_socket") { config.vshSocketPath = v }
+        if let v = document.tables["accounts"]?["manage"] {
+            guard case .bool(let b) = v else { throw NodeError.invalid("accounts.manage", "\(v)", "must be true or false") }
+            config.manageAccounts = b
+        }
+        if let v = try path("accounts", "vsh") { config.vshPath = v }
+        if let v = try path("accounts", "home_dir") { config.homeBase = v }
+        if let v = try string("accounts", "group") {
+            guard (try? SliceName.validateAccountGroup(v)) != nil else { throw NodeError.invalid("accounts.group", v, "must be a valid group name") }
+            config.accountGroup = v
+        }
         if let v = try string("daemon", "helper") { config.helperPath = v }
         if let v = try string("daemon", "socket_mode") {
             guard let mode = UInt32(v, radix: 8), mode <= 0o777 else { throw NodeError.invalid("daemon.socket_mode", v, "must be octal like \"0600\"") }
@@ -159,6 +186,10 @@ public struct NodeConfig: Sendable, Equatable {
         }
         if let v = try string("provisioning", "file") { config.provisioningFile = v }
         self = config
+    }
+
+    public var hostAccounts: HostAccounts {
+        HostAccounts(etc: etcDir, homeBase: homeBase, shell: vshPath, group: accountGroup)
     }
 
     /// The capability set slivers get.

@@ -23,11 +23,36 @@ public enum SliceName {
     }
 }
 
+extension SliceName {
+    /// A host group name: [a-z_][a-z0-9_-]*, at most 32 characters.
+    static func validateAccountGroup(_ name: String) throws(NodeError) {
+        let ok = !name.isEmpty && name.utf8.count <= 32 && name.first.map { $0 == "_" || ($0.isASCII && $0.isLowercase) } == true
+            && name.allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "_" || $0 == "-") }
+        guard ok else { throw NodeError.invalid("group", name, "must match [a-z_][a-z0-9_-]*") }
+    }
+}
+
 /// A reference image name: letters, digits, dot, dash, underscore; not starting with a dot.
 public enum ImageName {
     public static func validate(_ name: String) throws(NodeError) {
         let ok = !name.isEmpty && name.utf8.count <= 64 && !name.hasPrefix(".")
             && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
         guard ok else { throw NodeError.invalid("image", name, "must be 1-64 of [A-Za-z0-9._-], not starting with a dot") }
+    }
+}
+
+/// An SSH public key as authorized_keys holds it, without options: `TYPE BASE64 [COMMENT]`.
+/// Options (command=, from=, ...) are refused: keys come from PLC or an operator, and an option
+/// smuggled in would change what the login does.
+public enum SSHKey {
+    static let types = ["ssh-rsa", "ssh-dss", "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                        "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"]
+
+    public static func validate(_ key: String) throws(NodeError) {
+        let parts = key.split(separator: " ", maxSplits: 2)
+        let fail = NodeError.invalid("key", String(key.prefix(40)), "not an SSH public key (TYPE BASE64 [COMMENT], no options)")
+        guard key.utf8.count <= 16384, !key.contains("\n"), !key.contains("\r"), !key.contains("\0"),
+              parts.count >= 2, types.contains(String(parts[0])),
+              parts[1].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "+/=".contains($0)) }) else { throw fail }
     }
 }

@@ -96,8 +96,10 @@ public final class SliverManager {
         return record
     }
 
-    public func create(name: String, image: String, attributes: [String: String], start: Bool) throws(NodeError) -> SliverRecord {
+    public func create(name: String, image: String, attributes: [String: String], start: Bool,
+                       keys: [String] = []) throws(NodeError) -> SliverRecord {
         try SliceName.validate(name)
+        for key in keys { try SSHKey.validate(key) }
         guard records[name] == nil else { throw NodeError(.alreadyExists, "sliver \"\(name)\" already exists", field: "name") }
         guard let imageRecord = images[image] else {
             throw NodeError(.notFound, "unknown image \"\(image)\" (registered: \(images.keys.sorted().joined(separator: ", ")))", field: "image")
@@ -111,7 +113,7 @@ public final class SliverManager {
         }
         var record = SliverRecord(name: name, image: image, imagePath: imageRecord.path, attributes: attrs,
                                   idRange: range, state: .creating, initProcess: nil,
-                                  createdAt: Date().timeIntervalSince1970, startedAt: nil)
+                                  createdAt: Date().timeIntervalSince1970, startedAt: nil, sshKeys: keys)
         // Persist intent first: a crash from here on is found and rolled back at the next start.
         try store.save(record)
         records[name] = record
@@ -122,12 +124,17 @@ public final class SliverManager {
             try cgroups.create(name)
             try cgroups.apply(attrs.resourceSettings(defaultPidsMax: config.defaultPidsMax).withFrozen(false), to: name)
             record.state = .stopped
+            if config.manageAccounts {
+                try accounts.ensure(name)
+                try accounts.writeKeys(name, keys)
+            }
             if start { try launch(&record) }
             try store.save(record)
             records[name] = record
         } catch {
             log.error("create failed, rolling back", metadata: ["sliver": "\(name)", "error": "\(error)"])
             teardown(name)
+            if config.manageAccounts { try? accounts.remove(name) }
             records[name] = nil
             try? store.delete(name)
             throw Self.nodeError(error)
@@ -219,7 +226,16 @@ public final class SliverManager {
         record.state = .destroying
         try store.save(record)
         records[name] = record
-        if !teardown(name, initProcess: record.initProcess) {
+        var complete = teardown(name, initProcess: record.initProcess)
+        if config.manageAccounts {
+            do {
+                try accounts.remove(name)
+            } catch {
+                complete = false
+                log.error("account removal failed", metadata: ["sliver": "\(name)", "error": "\(error)"])
+            }
+        }
+        if !complete {
             throw NodeError(.internal, "destroy of \(name) incomplete; it stays in state destroying and is retried at the next start or destroy")
         }
         try store.delete(name)
@@ -298,6 +314,72 @@ public final class SliverManager {
 
     public func usage(_ name: String) -> ResourceUsage { cgroups.usage(of: name) }
 
+    var accounts: HostAccounts { config.hostAccounts }
+
+    /// Replaces the slice's SSH keys; live at once (sshd asks `sliverctl keys` at every login,
+    /// and authorized_keys is rewritten for setups without that).
+    public func setKeys(_ name: String, _ keys: [String]) throws(NodeError) -> SliverRecord {
+        var record = try self.record(name)
+        for key in keys { try SSHKey.validate(key) }
+        record.sshKeys = keys
+        try store.save(record)
+        records[name] = record
+        if config.manageAccounts { try accounts.writeKeys(name, keys) }
+        log.info("sliver keys changed", metadata: ["sliver": "\(name)", "keys": "\(keys.count)"])
+        return record
+    }
+
+    /// A login through vsh: who may enter which sliver, and the process that does.
+    /// Root may enter any sliver; any other caller only the sliver named like its account.
+    public func login(callerUid: UInt32, name requested: String?, command: String?, tty: Bool,
+                      environment: [String: String], stdio: (Int32, Int32, Int32)) throws(NodeError) -> SpawnedProcess {
+        let callerName = Self.accountName(uid: callerUid)
+        let name: String
+        if callerUid == 0 {
+            guard let requested, !requested.isEmpty else { throw NodeError(.invalidArgument, "root must name a sliver: vsh SLICE", field: "name") }
+            name = requested
+        } else {
+            guard let callerName, records[callerName] != nil else {
+                throw NodeError(.permissionDenied, "uid \(callerUid) (\(callerName ?? "no account")) is not a slice account")
+            }
+            if let requested, !requested.isEmpty, requested != callerName {
+                throw NodeError(.permissionDenied, "\(callerName) may not enter sliver \(requested)", field: "name")
+            }
+            name = callerName
+        }
+        let record = try self.record(name)
+        guard record.attributes.isEnabled else {
+            throw NodeError(.failedPrecondition, "sliver \(name) is suspended (enabled=0); logins are refused", field: "name")
+        }
+        guard record.state == .running, let identity = record.initProcess, identity.isAlive else {
+            throw NodeError(.failedPrecondition, "sliver \(name) is \(record.state == .running ? "not running" : record.state.rawValue); logins are refused", field: "name")
+        }
+        var spec = EnterSpec(initProcess: identity, cgroups: cgroups.directories(of: name), seccompProgram: seccompProgram,
+                             capabilities: config.capabilitySet, rlimits: record.attributes.resourceLimits,
+                             argv: command.map { ["/bin/sh", "-c", $0] } ?? [])
+        // Only TERM and LANG pass from the caller: nothing else of the caller's environment
+        // should steer the process in the sliver (LD_PRELOAD and friends).
+        spec.environment = environment.filter { ["TERM", "LANG", "LC_ALL"].contains($0.key) && !$0.value.contains("\0") }
+            .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        spec.user = name
+        spec.login = command == nil
+        spec.pty = tty
+        log.info("login", metadata: ["sliver": "\(name)", "uid": "\(callerUid)", "tty": "\(tty)", "command": "\(command != nil)"])
+        do {
+            return try launcher.enter(spec, stdio: stdio)
+        } catch {
+            throw NodeError(error)
+        }
+    }
+
+    static func accountName(uid: UInt32) -> String? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil, let name = entry.pw_name else { return nil }
+        return String(cString: name)
+    }
+
     /// Called when a sliver's init has exited while the daemon watched it.
     public func initExited(_ name: String, identity: ProcessIdentity) {
         guard var record = records[name], record.state == .running, record.initProcess == identity else { return }
@@ -345,6 +427,17 @@ public final class SliverManager {
                 }
             case .stopped:
                 if !cgroups.processes(of: name).isEmpty { try? cgroups.killAll(name) }
+            }
+        }
+        if config.manageAccounts {
+            for record in records.values where accounts.account(record.name) == nil {
+                log.warning("recreating missing slice account", metadata: ["sliver": "\(record.name)"])
+                _ = try? accounts.ensure(record.name)
+                try? accounts.writeKeys(record.name, record.keys)
+            }
+            for member in accounts.members() where records[member] == nil && (try? SliceName.validate(member)) != nil {
+                log.warning("removing orphan slice account", metadata: ["sliver": "\(member)"])
+                try? accounts.remove(member)
             }
         }
         // Orphans: kernel objects and directories named like slivers we have no record of.

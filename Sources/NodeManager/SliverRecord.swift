@@ -31,10 +31,14 @@ public struct SliverRecord: Codable, Sendable, Equatable {
     public var initProcess: ProcessIdentity?
     public var createdAt: Double
     public var startedAt: Double?
+    /// SSH public keys of the slice's users (absent in records written before keys existed).
+    public var sshKeys: [String]?
+
+    public var keys: [String] { sshKeys ?? [] }
 
     enum CodingKeys: String, CodingKey {
         case version, name, image, imagePath = "image_path", attributes, idRange = "id_range", state
-        case initProcess = "init_process", createdAt = "created_at", startedAt = "started_at"
+        case initProcess = "init_process", createdAt = "created_at", startedAt = "started_at", sshKeys = "ssh_keys"
     }
 }
 

@@ -43,6 +43,12 @@ public struct EnterSpec: Sendable {
     public var gid: UInt32 = 0
     public var cwd: String = "/"
     public var environment: [String] = []
+    /// Run as this user of the sliver (created in it on first use) instead of uid/gid.
+    public var user: String?
+    /// The user's login shell instead of argv (needs user).
+    public var login = false
+    /// A fresh terminal from the sliver's devpts, relayed to stdio.
+    public var pty = false
     public var argv: [String]
 
     public init(initProcess: ProcessIdentity, cgroups: [String], seccompProgram: String,
@@ -98,6 +104,9 @@ public struct SliverLauncher: Sendable {
         for cgroup in spec.cgroups { argv += ["--cgroup", cgroup] }
         for limit in spec.rlimits { argv += ["--rlimit", limit.helperArgument] }
         for variable in spec.environment { argv += ["--env", variable] }
+        if let user = spec.user { argv += ["--user", user] }
+        if spec.pty { argv.append("--pty") }
+        if spec.login { return argv + ["--login"] }
         return argv + ["--"] + spec.argv
     }
 

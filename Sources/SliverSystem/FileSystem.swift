@@ -76,7 +76,8 @@ public enum FileSystem {
 
     /// Atomic replacement: write a temporary file in the same directory, fsync it, rename it over
     /// the target and fsync the directory, so a crash leaves either the old or the new content.
-    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) throws(SystemError) {
+    public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600,
+                                       owner: (UInt32, UInt32)? = nil) throws(SystemError) {
         let dir = parentDirectory(path)
         let tmp = "\(path).tmp.\(getpid())"
         let fd = try sysCall("state.write", "create \(tmp)") { open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode) }
@@ -92,6 +93,11 @@ public enum FileSystem {
                     bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
                 }
                 offset += n
+            }
+            // The mode again after creation: open(2) applied the umask.
+            try sysCall("state.write", "chmod \(tmp)") { fchmod(fd, mode) }
+            if let owner {
+                try sysCall("state.write", "chown \(tmp)") { fchown(fd, owner.0, owner.1) }
             }
             try sysCall("state.write", "fsync \(tmp)") { fsync(fd) }
         }

@@ -12,7 +12,7 @@ struct Sliverctl: ParsableCommand {
         commandName: "sliverctl",
         abstract: "Manage the slivers of this node through sliverd.",
         subcommands: [ImageCommand.self, Create.self, SetAttributes.self, Start.self, Stop.self, Destroy.self,
-                      List.self, Show.self, Exec.self, Ping.self])
+                      List.self, Show.self, Exec.self, Keys.self, Ping.self])
 
     /// `sliverctl --socket PATH <command> ...`: a leading --socket applies to every subcommand
     /// (ArgumentParser only reads options after the subcommand name), so it becomes the default
@@ -145,6 +145,7 @@ struct Create: ParsableCommand {
     @Argument(help: "Slice name, PLCAPI style: site_slice.") var name: String
     @Option(help: "Reference image name.") var image: String
     @Option(name: .customLong("set"), help: "Slice attribute ATTR=VALUE (PLCAPI tag names), repeatable.") var assignments: [String] = []
+    @Option(help: "File of SSH public keys (authorized_keys format) for the slice, repeatable.") var keyFile: [String] = []
     @Flag(help: "Create without starting.") var noStart = false
     @Flag(help: "Print the sliver as JSON.") var json = false
 
@@ -153,6 +154,7 @@ struct Create: ParsableCommand {
         request.image = image
         request.attributes = parseAssignments(assignments)
         request.start = !noStart
+        request.keys = keyFile.flatMap(readKeys)
         if json { printJSON(connection.raw(request)); return }
         let sliver = connection.call(request, as: SliverView.self)
         print("created \(sliver.name) (\(sliver.state), init pid \(sliver.initPid.map(String.init) ?? "-"))")
@@ -242,6 +244,29 @@ struct Exec: ParsableCommand {
         struct Exit: Decodable { let status: Int32 }
         let exit = connection.call(request, as: Exit.self, fds: [0, 1, 2])
         Foundation.exit(exit.status)
+    }
+}
+
+/// Public keys from a file: one per line, blank lines and # comments skipped.
+func readKeys(_ path: String) -> [String] {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        fail(NodeError(.invalidArgument, "cannot read key file \(path)", field: "key-file"))
+    }
+    return text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+}
+
+struct Keys: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a slice's SSH keys (sshd's AuthorizedKeysCommand), or replace them.",
+        discussion: "sshd_config: AuthorizedKeysCommand /usr/local/bin/sliverctl keys %u")
+    @OptionGroup var connection: Connection
+    @Argument var name: String
+    @Option(help: "Replace the keys with those in this file (live: no restart).") var setFile: String?
+
+    func run() {
+        var request = ControlRequest(op: setFile == nil ? "keys" : "keys.set", name: name)
+        if let setFile { request.keys = readKeys(setFile) }
+        for key in connection.call(request, as: [String].self) { print(key) }
     }
 }
 

@@ -25,6 +25,7 @@ struct DaemonTests {
             storage_dir = "\(node.config.storageDir)"
             run_dir = "\(node.config.runDir)"
             socket = "\(node.config.socketPath)"
+            vsh_socket = "\(node.config.vshSocketPath)"
             helper = "\(node.config.helperPath)"
             log_level = "debug"
             [ids]
@@ -34,6 +35,11 @@ struct DaemonTests {
             parent = "\(node.config.cgroupParent)"
             [sliver]
             stop_timeout_s = 2
+            [accounts]
+            manage = \(node.config.manageAccounts)
+            vsh = "\(node.config.vshPath)"
+            home_dir = "\(node.config.homeBase)"
+            group = "\(node.config.accountGroup)"
             """
             try FileSystem.writeAtomically(configPath, Array(config.utf8), mode: 0o644)
         }

@@ -29,6 +29,7 @@ enum TestEnvironment {
     static var helper: String { buildDirectory + "/sliver-helper" }
     static var sliverd: String { buildDirectory + "/sliverd" }
     static var sliverctl: String { buildDirectory + "/sliverctl" }
+    static var vsh: String { buildDirectory + "/vsh" }
 
     static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().path
@@ -74,7 +75,7 @@ final class TestNode {
     var config: NodeConfig
     private(set) var manager: SliverManager!
 
-    init() throws {
+    init(accounts: Bool = false) throws {
         try TestEnvironment.requireBuilt()
         prefix = String(UInt32.random(in: 0..<UInt32.max), radix: 16)
         root = "/tmp/sliverd-test-\(prefix)"
@@ -83,12 +84,20 @@ final class TestNode {
         config.storageDir = root + "/slivers"
         config.runDir = root + "/run"
         config.socketPath = root + "/sliverd.sock"
+        config.vshSocketPath = root + "/vsh.sock"
+        // Host accounts only where a test asks for them (VshTests): the others leave /etc alone.
+        config.manageAccounts = false
+        config.vshPath = TestEnvironment.vsh
+        config.homeBase = root + "/home"
+        // Its own account group: orphan-account cleanup only ever looks at this node's group.
+        config.accountGroup = "st\(prefix)"
         config.helperPath = TestEnvironment.helper
         config.cgroupParent = "sliverd-test-\(prefix)"
         config.stopTimeout = 2
         // A private region of the id space per test node: never the daemon's, never another test's.
         config.idFirst = 0x1000_0000 + UInt32.random(in: 0..<4096) * 65536 * 4
         config.idSlots = 4
+        config.manageAccounts = accounts
         try FileSystem.makeDirectories(root, mode: 0o755)
         manager = try makeManager()
         _ = try manager.addImage(name: "busybox", path: TestEnvironment.image)
@@ -111,7 +120,11 @@ final class TestNode {
 
     /// Destroys every sliver and removes every cgroup and file of this node.
     func cleanup() {
-        for name in manager?.records.keys.sorted() ?? [] { try? manager.destroy(name) }
+        // A daemon of this node may have created slivers this process never saw: reload the
+        // state (recover also removes orphans), then destroy everything.
+        let current = (try? makeManager()) ?? manager
+        try? current?.recover()
+        for name in current?.records.keys.sorted() ?? [] { try? current?.destroy(name) }
         for dir in cgroupDirectories where FileSystem.exists(dir) {
             for child in (try? FileSystem.listDirectory(dir)) ?? [] where FileSystem.isDirectory(dir + "/" + child) {
                 for pid in ((try? FileSystem.readString("\(dir)/\(child)/cgroup.procs")) ?? "").split(separator: "\n") {

@@ -36,6 +36,10 @@ int sliver_memfd(const char *name);
 /// accept4(sock, NULL, NULL, SOCK_CLOEXEC|SOCK_NONBLOCK).
 int sliver_accept(int sock);
 
+/// lckpwdf()/ulckpwdf(): the lock every passwd/shadow writer (useradd, passwd, ...) takes.
+int sliver_lock_passwd(void);
+int sliver_unlock_passwd(void);
+
 /// MNL_SOCKET_BUFFER_SIZE (a macro in libmnl).
 size_t sliver_mnl_socket_buffer_size(void);
 #endif
