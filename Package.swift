@@ -63,7 +63,10 @@ let package = Package(
             swiftSettings: strict),
 
         // The login shell of slice accounts: no Foundation, nothing but the socket and the shim.
-        .executableTarget(name: "vsh", dependencies: ["CSliverShim"], swiftSettings: strict),
+        // Linked with the static Swift runtime: loading libswiftCore and friends dynamically cost
+        // as much as the whole namespace entry.
+        .executableTarget(name: "vsh", dependencies: ["CSliverShim"], swiftSettings: strict,
+                          linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
 
         .testTarget(
             name: "SliverdTests",

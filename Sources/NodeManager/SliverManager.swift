@@ -354,15 +354,17 @@ public final class SliverManager {
         guard record.state == .running, let identity = record.initProcess, identity.isAlive else {
             throw NodeError(.failedPrecondition, "sliver \(name) is \(record.state == .running ? "not running" : record.state.rawValue); logins are refused", field: "name")
         }
+        // Root (an admin) enters as the sliver's root; a slice account as the slice's user.
+        let asAdmin = callerUid == 0
         var spec = EnterSpec(initProcess: identity, cgroups: cgroups.directories(of: name), seccompProgram: seccompProgram,
                              capabilities: config.capabilitySet, rlimits: record.attributes.resourceLimits,
-                             argv: command.map { ["/bin/sh", "-c", $0] } ?? [])
+                             argv: command.map { ["/bin/sh", "-c", $0] } ?? (asAdmin ? ["/bin/sh", "-l"] : []))
         // Only TERM and LANG pass from the caller: nothing else of the caller's environment
         // should steer the process in the sliver (LD_PRELOAD and friends).
         spec.environment = environment.filter { ["TERM", "LANG", "LC_ALL"].contains($0.key) && !$0.value.contains("\0") }
             .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        spec.user = name
-        spec.login = command == nil
+        spec.user = asAdmin ? nil : name
+        spec.login = !asAdmin && command == nil
         spec.pty = tty
         log.info("login", metadata: ["sliver": "\(name)", "uid": "\(callerUid)", "tty": "\(tty)", "command": "\(command != nil)"])
         do {
