@@ -284,7 +284,8 @@ public final class ControlServer {
                 guard fds.count == 3 else {
                     throw NodeError(.invalidArgument, "login needs exactly 3 descriptors (stdin, stdout, stderr), got \(fds.count)", field: "fds")
                 }
-                let process = try manager.login(callerUid: uid, name: request.name, command: request.command, tty: request.tty ?? false,
+                let process = try manager.login(callerUid: uid, name: request.name, command: request.command, argv: request.argv,
+                                                tty: request.tty ?? false,
                                                 environment: request.env ?? [:], stdio: (fds[0], fds[1], fds[2]))
                 clients[fd]?.exec = process.pidfd
                 add(process.pidfd, .exec(client: fd))

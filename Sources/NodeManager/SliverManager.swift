@@ -331,7 +331,7 @@ public final class SliverManager {
 
     /// A login through vsh: who may enter which sliver, and the process that does.
     /// Root may enter any sliver; any other caller only the sliver named like its account.
-    public func login(callerUid: UInt32, name requested: String?, command: String?, tty: Bool,
+    public func login(callerUid: UInt32, name requested: String?, command: String?, argv: [String]? = nil, tty: Bool,
                       environment: [String: String], stdio: (Int32, Int32, Int32)) throws(NodeError) -> SpawnedProcess {
         let callerName = Self.accountName(uid: callerUid)
         let name: String
@@ -358,13 +358,16 @@ public final class SliverManager {
         let asAdmin = callerUid == 0
         var spec = EnterSpec(initProcess: identity, cgroups: cgroups.directories(of: name), seccompProgram: seccompProgram,
                              capabilities: config.capabilitySet, rlimits: record.attributes.resourceLimits,
-                             argv: command.map { ["/bin/sh", "-c", $0] } ?? (asAdmin ? ["/bin/sh", "-l"] : []))
+                             argv: argv ?? command.map { ["/bin/sh", "-c", $0] } ?? (asAdmin ? ["/bin/sh", "-l"] : []))
+        if let argv, argv.isEmpty || argv.contains(where: { $0.contains("\0") }) {
+            throw NodeError.invalid("argv", "\(argv)", "must be a non-empty command")
+        }
         // Only TERM and LANG pass from the caller: nothing else of the caller's environment
         // should steer the process in the sliver (LD_PRELOAD and friends).
         spec.environment = environment.filter { ["TERM", "LANG", "LC_ALL"].contains($0.key) && !$0.value.contains("\0") }
             .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         spec.user = asAdmin ? nil : name
-        spec.login = !asAdmin && command == nil
+        spec.login = !asAdmin && command == nil && argv == nil
         spec.pty = tty
         log.info("login", metadata: ["sliver": "\(name)", "uid": "\(callerUid)", "tty": "\(tty)", "command": "\(command != nil)"])
         do {

@@ -193,13 +193,13 @@ static void append_line(const char *path, const char *line, int required)
  * free one, home /home/NAME, shell /bin/sh), so any image works without preparation. */
 static void resolve_user(const char *name, struct sh_user *u)
 {
-    uid_t max_uid;
+    uid_t max_uid = 999;
     if (find_user(name, u, &max_uid) == 0) return;
     u->uid = max_uid + 1;
     u->gid = u->uid;
     snprintf(u->home, sizeof u->home, "/home/%s", name);
     snprintf(u->shell, sizeof u->shell, "/bin/sh");
-    char line[1024];
+    char line[2048];
     snprintf(line, sizeof line, "%s:x:%u:%u:slice %s:%s:%s\n", name, u->uid, u->gid, name, u->home, u->shell);
     append_line("/etc/passwd", line, 1);
     snprintf(line, sizeof line, "%s:x:%u:\n", name, u->gid);

@@ -41,19 +41,6 @@ func json(_ s: String) -> String {
     return out + "\""
 }
 
-/// POSIX shell quoting for `vsh SLICE -- CMD ARGS...`, which the daemon runs with sh -c.
-func shellQuote(_ s: String) -> String {
-    "'" + s.replacingOccurrences("'", "'\\''") + "'"
-}
-
-extension String {
-    func replacingOccurrences(_ target: Character, _ replacement: String) -> String {
-        var out = ""
-        for c in self { if c == target { out += replacement } else { out.append(c) } }
-        return out
-    }
-}
-
 // MARK: arguments
 
 var arguments = CommandLine.arguments
@@ -61,6 +48,7 @@ let invokedAs = arguments.first ?? "vsh"
 var socketPath = getenv("SLIVERD_VSH_SOCKET").map { String(cString: $0) } ?? "/run/sliverd/vsh.sock"
 var slice: String?
 var command: String?
+var commandArgv: [String]?
 if invokedAs.hasPrefix("-") {
     // login(1)/sshd convention for an interactive login shell: argv[0] = "-vsh".
 } else if arguments.count >= 3 && arguments[1] == "-c" {
@@ -81,7 +69,7 @@ if invokedAs.hasPrefix("-") {
         rest.removeFirst()
     }
     if rest.first == "--" { rest.removeFirst() }
-    if !rest.isEmpty { command = rest.map(shellQuote).joined(separator: " ") }
+    if !rest.isEmpty { commandArgv = rest }
 }
 
 // MARK: connect and hand over stdio
@@ -102,6 +90,7 @@ let tty = isatty(0) == 1
 var fields = ["\"v\":1", "\"op\":\"login\"", "\"tty\":\(tty)"]
 if let slice { fields.append("\"name\":" + json(slice)) }
 if let command { fields.append("\"command\":" + json(command)) }
+if let commandArgv { fields.append("\"argv\":[" + commandArgv.map(json).joined(separator: ",") + "]") }
 var env: [String] = []
 for key in ["TERM", "LANG", "LC_ALL"] {
     if let value = getenv(key) { env.append(json(key) + ":" + json(String(cString: value))) }

@@ -15,7 +15,7 @@ enum TestEnvironment {
     static let isRoot = getuid() == 0
 
     /// The directory of the test binary: SwiftPM puts sliverd and sliver-helper next to it
-    /// (`swift build` before `swift test`, as .ci/run does).
+    /// (bootscripts/sliverd-build before `swift test`, as .ci/run does).
     static let buildDirectory: String = {
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
@@ -57,7 +57,7 @@ enum TestEnvironment {
 
     static func requireBuilt() throws {
         for path in [helper, sliverd] where !FileSystem.exists(path) {
-            throw TestSetupError("\(path) is missing: run `swift build` before `swift test`")
+            throw TestSetupError("\(path) is missing: run bootscripts/sliverd-build before swift test")
         }
     }
 }
