@@ -6,7 +6,7 @@
 //     -> NodeManager (model, state, config, control API)
 //       -> SliverIsolation, SliverResources, SliverNetwork
 //         -> SliverSystem (errno-carrying syscalls, files, spawning)
-//           -> C: CSliverShim, CSeccomp, CCap, CMnl
+//           -> C: CSliverShim, CSeccomp, CCap, CMnl, CNftables
 import PackageDescription
 
 let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
@@ -28,6 +28,7 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
+        .systemLibrary(name: "CNftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
         // One-line wrappers for what Swift cannot call (variadic prctl/syscall, macros).
         .target(name: "CSliverShim"),
         // Sources/sliver-helper, the single-threaded helper between clone and exec, is plain C and
@@ -44,7 +45,7 @@ let package = Package(
             name: "SliverResources",
             dependencies: ["SliverSystem", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
-        .target(name: "SliverNetwork", dependencies: ["SliverSystem", "CMnl", "CSliverShim"], swiftSettings: strict),
+        .target(name: "SliverNetwork", dependencies: ["SliverSystem", "CMnl", "CNftables", "CSliverShim"], swiftSettings: strict),
         .target(
             name: "NodeManager",
             dependencies: [

@@ -55,6 +55,27 @@ public struct NodeConfig: Sendable, Equatable {
     /// Where the account files are (not in the config file: tests point it at a private copy).
     public var etcDir = "/etc"
 
+    // [network]
+    /// The node's uplink interface; "" = slivers get no network (loopback only).
+    public var uplink = ""
+    /// The node's shared public address(es); outbound sliver traffic leaves with the first
+    /// (IPv4) one. Empty: masquerade with whatever address the uplink has.
+    public var publicAddresses: [String] = []
+    /// Extra public addresses that can be given to slivers (1:1 NAT; not used yet).
+    public var addressPool: [String] = []
+    /// Private ranges: a /30 per sliver from sliver_ipv4, a /64 per sliver from sliver_ipv6 (/48 or wider).
+    public var sliverIPv4 = "10.77.0.0/16"
+    public var sliverIPv6 = "fd77:5d1e::/48"
+    /// Ports slivers may reserve on the public address(es) (PlanetLab's range), and how many each.
+    public var portRange = "61000-65535"
+    public var portsPerSlice = 16
+    /// Rate limit of "exceptional" packets (ICMP, raw IP, GRE, TCP SYN/RST floods) per sliver.
+    public var exceptionalPPS = 100
+    /// Name of the nftables table Sliverd owns (inet family).
+    public var nftTable = "sliverd"
+
+    public var networkEnabled: Bool { !uplink.isEmpty }
+
     // [provisioning]
     /// "file" (the embedded default: a GetSlivers-shaped snapshot on disk) or "plc".
     public var provisioningSource = "file"
@@ -84,6 +105,8 @@ public struct NodeConfig: Sendable, Equatable {
             "ids": ["first", "slots"],
             "cgroups": ["parent", "version"],
             "sliver": ["capabilities", "default_pids_max", "stop_timeout_s", "boot_program"],
+            "network": ["uplink", "public_addresses", "address_pool", "sliver_ipv4", "sliver_ipv6", "port_range",
+                        "ports_per_slice", "exceptional_pps", "nft_table"],
             "provisioning": ["source", "file", "plc_url", "ca_cert", "node_credentials", "period_s", "jitter_s"],
         ]
         for (table, keys) in document.tables {
@@ -180,6 +203,34 @@ public struct NodeConfig: Sendable, Equatable {
             }
         }
         if let v = try string("sliver", "boot_program") { config.bootProgram = v }
+        func strings(_ t: String, _ k: String) throws(NodeError) -> [String]? {
+            guard let v = document.tables[t]?[k] else { return nil }
+            guard case .array(let items) = v else { throw NodeError.invalid("\(t).\(k)", "\(v)", "must be an array of strings") }
+            var out: [String] = []
+            for item in items {
+                guard case .string(let s) = item else { throw NodeError.invalid("\(t).\(k)", "\(item)", "must be a string") }
+                out.append(s)
+            }
+            return out
+        }
+        if let v = try string("network", "uplink") {
+            guard v.utf8.count < 16, !v.contains("/"), !v.contains(" ") else { throw NodeError.invalid("network.uplink", v, "not an interface name") }
+            config.uplink = v
+        }
+        if let v = try strings("network", "public_addresses") { config.publicAddresses = v }
+        if let v = try strings("network", "address_pool") { config.addressPool = v }
+        if let v = try string("network", "sliver_ipv4") { config.sliverIPv4 = v }
+        if let v = try string("network", "sliver_ipv6") { config.sliverIPv6 = v }
+        if let v = try string("network", "port_range") { config.portRange = v }
+        if let v = try integer("network", "ports_per_slice", 0...65535) { config.portsPerSlice = Int(v) }
+        if let v = try integer("network", "exceptional_pps", 1...1_000_000) { config.exceptionalPPS = Int(v) }
+        if let v = try string("network", "nft_table") {
+            guard !v.isEmpty, v.utf8.count <= 64, v.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) else {
+                throw NodeError.invalid("network.nft_table", v, "must be [A-Za-z0-9_-], at most 64")
+            }
+            config.nftTable = v
+        }
+        try config.validateNetworkSyntax()
         if let v = try string("provisioning", "source") {
             guard v == "file" || v == "plc" else { throw NodeError.invalid("provisioning.source", v, "must be file or plc") }
             config.provisioningSource = v

@@ -6,6 +6,7 @@ import Logging
 import SliverIsolation
 import SliverResources
 import SliverSystem
+import SliverNetwork
 import CSliverShim
 
 /// Owns every sliver of the node: creates, starts, stops, changes and destroys them, and brings
@@ -20,6 +21,7 @@ public final class SliverManager {
     var log: Logger
     public private(set) var records: [String: SliverRecord] = [:]
     public private(set) var images: [String: ImageRecord] = [:]
+    let network: NodeNetwork?
 
     public init(config: NodeConfig, cgroups: any CgroupDriver, logger: Logger) throws(NodeError) {
         self.config = config
@@ -27,6 +29,7 @@ public final class SliverManager {
         self.log = logger
         store = try StateStore(directory: config.stateDir)
         launcher = SliverLauncher(helper: config.resolvedHelperPath)
+        network = config.networkEnabled ? try NodeNetwork(config: config) : nil
         seccompProgram = config.runDir + "/seccomp-default.bpf"
         do {
             try FileSystem.makeDirectories(config.storageDir, mode: 0o700)
@@ -176,13 +179,20 @@ public final class SliverManager {
 
     /// Boots the sliver's init; afterwards freezes it if the slice is disabled (enabled=0).
     private func launch(_ record: inout SliverRecord) throws {
-        let spec = LaunchSpec(
+        var spec = LaunchSpec(
             name: record.name, idRange: record.idRange, image: record.imagePath,
             layout: SliverLayout(storage: config.storageDir, name: record.name),
             cgroups: cgroups.directories(of: record.name), seccompProgram: seccompProgram,
             capabilities: config.capabilitySet, rlimits: record.attributes.resourceLimits,
             bootProgram: config.bootProgram.isEmpty ? nil : config.bootProgram)
+        if let a = network?.assignment(record) {
+            // A veth left by a previous run whose namespace is still alive would make the
+            // helper's create fail (NLM_F_EXCL): it belongs to this sliver by name, so remove it.
+            _ = try? LinkTable.delete(a.veth)
+            spec.network = (a.veth, a.sliverIPv4.description, a.hostIPv4.description, a.sliverIPv6?.description, a.hostIPv6?.description)
+        }
         let identity = try launcher.create(spec)
+        try network?.attach(record)
         record.state = .running
         record.initProcess = identity
         record.startedAt = Date().timeIntervalSince1970
@@ -204,6 +214,7 @@ public final class SliverManager {
     /// SIGTERM to init (which passes it on and gives its processes a grace period), then the
     /// cgroup is killed for whatever is left after `stopTimeout`.
     private func stopProcesses(_ record: SliverRecord) {
+        defer { network?.detach(record) }
         try? cgroups.setFrozen(false, record.name)  // a frozen task cannot act on SIGTERM
         if let identity = record.initProcess, identity.isAlive {
             let pidfd = sliver_pidfd_open_checked(identity)
@@ -249,6 +260,7 @@ public final class SliverManager {
     @discardableResult
     func teardown(_ name: String, initProcess: ProcessIdentity? = nil) -> Bool {
         var ok = true
+        if let record = records[name] { network?.detach(record) }
         do {
             try cgroups.killAll(name)
             try cgroups.remove(name)
@@ -389,6 +401,7 @@ public final class SliverManager {
     public func initExited(_ name: String, identity: ProcessIdentity) {
         guard var record = records[name], record.state == .running, record.initProcess == identity else { return }
         try? cgroups.killAll(name)
+        network?.detach(record)
         record.state = .stopped
         record.initProcess = nil
         try? store.save(record)
@@ -445,6 +458,8 @@ public final class SliverManager {
                 try? accounts.remove(member)
             }
         }
+        // The firewall table as a whole, with the elements of the slivers that run now (atomic).
+        try network?.install(running: records.values.filter { $0.state == .running })
         // Orphans: kernel objects and directories named like slivers we have no record of.
         for orphan in cgroups.slivers() where records[orphan] == nil {
             log.warning("removing orphan cgroup", metadata: ["sliver": "\(orphan)"])

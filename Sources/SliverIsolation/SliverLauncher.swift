@@ -17,6 +17,8 @@ public struct LaunchSpec: Sendable {
     public var rlimits: [ResourceLimit]
     /// Program inside the sliver that init runs as `PATH start NAME`.
     public var bootProgram: String?
+    /// The veth to create (host end name) and the addresses ("A/LEN") of both ends, if any.
+    public var network: (veth: String, sliverIPv4: String, hostIPv4: String, sliverIPv6: String?, hostIPv6: String?)?
 
     public init(name: String, idRange: IDRange, image: String, layout: SliverLayout, cgroups: [String],
                 seccompProgram: String, capabilities: CapabilitySet, rlimits: [ResourceLimit], bootProgram: String?) {
@@ -79,6 +81,10 @@ public struct SliverLauncher: Sendable {
         for cgroup in spec.cgroups { argv += ["--cgroup", cgroup] }
         for limit in spec.rlimits { argv += ["--rlimit", limit.helperArgument] }
         if let boot = spec.bootProgram { argv += ["--boot", boot] }
+        if let net = spec.network {
+            argv += ["--veth", net.veth, "--sliver-ipv4", net.sliverIPv4, "--host-ipv4", net.hostIPv4]
+            if let v6 = net.sliverIPv6, let h6 = net.hostIPv6 { argv += ["--sliver-ipv6", v6, "--host-ipv6", h6] }
+        }
         let result: CompletedProcess
         do {
             result = try Spawn.run(argv)

@@ -14,6 +14,43 @@ public struct Link: Sendable, Equatable {
 /// Reads the interfaces of the caller's network namespace with one RTM_GETLINK dump over
 /// rtnetlink (libmnl), no `ip` subprocess.
 public enum LinkTable {
+    /// Deletes an interface by name (RTM_DELLINK); deleting one end of a veth pair deletes both.
+    /// Returns false when there was no such interface.
+    @discardableResult
+    public static func delete(_ name: String) throws(NetworkError) -> Bool {
+        let index = if_nametoindex(name)
+        if index == 0 { return false }
+        guard let nl = mnl_socket_open2(NETLINK_ROUTE, Int32(SOCK_CLOEXEC.rawValue)) else {
+            throw NetworkError(stage: "netlink.open", "socket(AF_NETLINK, NETLINK_ROUTE)", errno: errno)
+        }
+        defer { mnl_socket_close(nl) }
+        guard mnl_socket_bind(nl, 0, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
+            throw NetworkError(stage: "netlink.bind", "bind rtnetlink socket", errno: errno)
+        }
+        let size = sliver_mnl_socket_buffer_size()
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+        defer { buffer.deallocate() }
+        let header = mnl_nlmsg_put_header(buffer)!
+        header.pointee.nlmsg_type = UInt16(RTM_DELLINK)
+        header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_ACK)
+        let seq = UInt32(truncatingIfNeeded: time(nil))
+        header.pointee.nlmsg_seq = seq
+        let info = mnl_nlmsg_put_extra_header(header, MemoryLayout<ifinfomsg>.size)!.assumingMemoryBound(to: ifinfomsg.self)
+        info.pointee.ifi_family = UInt8(AF_UNSPEC)
+        info.pointee.ifi_index = Int32(index)
+        guard mnl_socket_sendto(nl, header, Int(header.pointee.nlmsg_len)) >= 0 else {
+            throw NetworkError(stage: "netlink.send", "RTM_DELLINK \(name)", errno: errno)
+        }
+        let n = mnl_socket_recvfrom(nl, buffer, size)
+        if n < 0 { throw NetworkError(stage: "netlink.recv", "RTM_DELLINK \(name)", errno: errno) }
+        // The ACK is an NLMSG_ERROR with error 0; mnl_cb_run turns a non-zero one into -1/errno.
+        if mnl_cb_run(buffer, n, seq, mnl_socket_get_portid(nl), nil, nil) < 0 {
+            if errno == ENODEV { return false }
+            throw NetworkError(stage: "netlink.dellink", "delete interface \(name)", errno: errno)
+        }
+        return true
+    }
+
     public static func dump() throws(NetworkError) -> [Link] {
         guard let nl = mnl_socket_open2(NETLINK_ROUTE, Int32(SOCK_CLOEXEC.rawValue)) else {
             throw NetworkError(stage: "netlink.open", "socket(AF_NETLINK, NETLINK_ROUTE)", errno: errno)

@@ -136,11 +136,24 @@ void sh_parse_create(struct sh_config *cfg, int argc, char **argv)
         else if (strcmp(opt, "--image") == 0) set_once(&cfg->image, opt, absolute(opt, v));
         else if (strcmp(opt, "--sliver-dir") == 0) set_once(&cfg->sliver_dir, opt, absolute(opt, v));
         else if (strcmp(opt, "--boot") == 0) set_once(&cfg->boot, opt, absolute(opt, v));
+        else if (strcmp(opt, "--veth") == 0) {
+            /* An interface name: 1-15 bytes, no '/', ':' or whitespace (dev_valid_name). */
+            size_t len = strlen(v);
+            if (len == 0 || len >= 16 || strpbrk(v, "/: \t\n") || strcmp(v, ".") == 0 || strcmp(v, "..") == 0)
+                sh_usage("--veth: \"%s\" is not a valid interface name", v);
+            set_once(&cfg->veth, opt, v);
+        }
+        else if (strcmp(opt, "--sliver-ipv4") == 0) set_once(&cfg->sliver_ipv4, opt, v);
+        else if (strcmp(opt, "--host-ipv4") == 0) set_once(&cfg->host_ipv4, opt, v);
+        else if (strcmp(opt, "--sliver-ipv6") == 0) set_once(&cfg->sliver_ipv6, opt, v);
+        else if (strcmp(opt, "--host-ipv6") == 0) set_once(&cfg->host_ipv6, opt, v);
         else sh_usage("unknown option %s for create", opt);
     }
     if (!cfg->name || !base || !count || !cfg->image || !cfg->sliver_dir)
         sh_usage("create needs --name, --id-base, --id-count, --image and --sliver-dir");
     check_name(cfg->name);
+    if (!cfg->veth && (cfg->sliver_ipv4 || cfg->host_ipv4 || cfg->sliver_ipv6 || cfg->host_ipv6))
+        sh_usage("addresses need --veth");
     cfg->id_base = parse_u32("--id-base", base);
     cfg->id_count = parse_u32("--id-count", count);
     /* Host root must never be inside a sliver's range, and the range must fit in 32 bits. */

@@ -131,6 +131,9 @@ struct sh_config {
     unsigned short bpf_len;
     char **argv; /* enter: the command */
     int pty;     /* enter --pty: a fresh terminal from the sliver's own devpts */
+    /* create --veth NAME: a veth pair, host end NAME, peer eth0 in the sliver, with these addresses
+     * ("A/LEN"; the host end's address is the sliver's gateway). */
+    const char *veth, *sliver_ipv4, *host_ipv4, *sliver_ipv6, *host_ipv6;
     const char *user; /* enter --user: run as this user of the sliver (created if missing) */
     int login;   /* enter --login: the user's login shell instead of a command */
 };
@@ -186,5 +189,6 @@ void sh_parse_enter(struct sh_config *cfg, int argc, char **argv);
 int sh_create(struct sh_config *cfg);                      /* create.c: host side + child C */
 _Noreturn void sh_init(const struct sh_config *cfg, int rootfd, int donefd); /* init.c: pid 1 */
 int sh_enter(struct sh_config *cfg);                       /* enter.c */
+void sh_setup_network(const struct sh_config *cfg, pid_t init); /* net.c: host side of create */
 
 #endif

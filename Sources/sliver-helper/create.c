@@ -279,7 +279,7 @@ static pid_t clone_userns_child(int *pidfd)
 }
 
 /* Reads C's and I's reports: I's host pid (from C) and "ready" (from I), or one error line. */
-static pid_t wait_ready(int statusfd)
+static pid_t wait_ready(const struct sh_config *cfg, int statusfd)
 {
     pid_t init = -1;
     int ready = 0;
@@ -303,6 +303,8 @@ static pid_t wait_ready(int statusfd)
             init = m.pid;
             i_pidfd = sh_pidfd_open(init);
             if (i_pidfd < 0) sh_fail("init", errno, "pidfd_open %d", (int)init);
+            /* I's network namespace exists now (C unshared it before forking I). */
+            if (cfg->veth) sh_setup_network(cfg, init);
         }
         if (m.kind == MSG_READY) ready = 1;
     }
@@ -348,7 +350,7 @@ int sh_create(struct sh_config *cfg)
     sh_write_all(go[1], &msg, sizeof msg, "child", "release message to the user-namespace child");
     close(go[1]);
 
-    pid_t init = wait_ready(status[0]);
+    pid_t init = wait_ready(cfg, status[0]);
     /* A caller that cannot learn the pid could never stop the sliver: then it is killed. */
     if (printf("init_pid=%d\n", (int)init) < 0 || fflush(stdout) != 0)
         sh_fail("report", errno, "write init_pid=%d to stdout", (int)init);

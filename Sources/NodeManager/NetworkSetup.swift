@@ -1,0 +1,84 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SliverNetwork
+import SliverSystem
+
+extension NodeConfig {
+    /// Checks the [network] values that need no look at the machine: every address parses, the
+    /// private ranges hold every ID slot, nothing overlaps, the port range is sane.
+    func validateNetworkSyntax() throws(NodeError) {
+        guard let v4 = IPNetwork(sliverIPv4), v4.family == .v4, v4.prefix <= 30 else {
+            throw NodeError.invalid("network.sliver_ipv4", sliverIPv4, "must be an IPv4 network of /30 or wider")
+        }
+        guard let v6 = IPNetwork(sliverIPv6), v6.family == .v6, v6.prefix <= 48 else {
+            throw NodeError.invalid("network.sliver_ipv6", sliverIPv6, "must be an IPv6 network of /48 or wider")
+        }
+        let plan = SliverAddressPlan(ipv4: v4, ipv6: v6)
+        guard plan.capacity >= idSlots else {
+            throw NodeError.invalid("network.sliver_ipv4", sliverIPv4, "holds \(plan.capacity) slivers (/30 each) but ids.slots is \(idSlots)")
+        }
+        for (field, list) in [("network.public_addresses", publicAddresses), ("network.address_pool", addressPool)] {
+            for text in list {
+                guard let address = IPNetwork(text) else { throw NodeError.invalid(field, text, "not an IP address") }
+                if v4.overlaps(address) || v6.overlaps(address) {
+                    throw NodeError.invalid(field, text, "overlaps the sliver range \(address.family == .v4 ? sliverIPv4 : sliverIPv6)")
+                }
+            }
+        }
+        let bounds = portRange.split(separator: "-").compactMap { Int($0) }
+        guard bounds.count == 2, bounds[0] >= 1024, bounds[0] <= bounds[1], bounds[1] <= 65535 else {
+            throw NodeError.invalid("network.port_range", portRange, "must be LOW-HIGH within 1024-65535")
+        }
+    }
+
+    var addressPlan: SliverAddressPlan {
+        SliverAddressPlan(ipv4: IPNetwork(sliverIPv4)!, ipv6: IPNetwork(sliverIPv6))
+    }
+}
+
+/// The node side of sliver networking that the manager drives: the firewall table, forwarding,
+/// and the stale-veth cleanup. Present only when [network] names an uplink.
+final class NodeNetwork {
+    let plan: SliverAddressPlan
+    let firewall: NodeFirewall
+
+    /// Checks the machine (the uplink exists) and turns on forwarding in this network namespace.
+    init(config: NodeConfig) throws(NodeError) {
+        let links: [Link]
+        do { links = try LinkTable.dump() } catch { throw NodeError(.internal, "\(error)") }
+        guard links.contains(where: { $0.name == config.uplink }) else {
+            throw NodeError.invalid("network.uplink", config.uplink, "no such interface (have: \(links.map(\.name).joined(separator: ", ")))")
+        }
+        plan = config.addressPlan
+        let publicIPv4 = config.publicAddresses.first { IPNetwork($0)?.family == .v4 }
+        do {
+            firewall = try NodeFirewall(table: config.nftTable, uplink: config.uplink, publicIPv4: publicIPv4, plan: plan)
+        } catch {
+            throw NodeError(.internal, "\(error)")
+        }
+        // A router between the slivers' veths and the uplink (per network namespace settings).
+        for file in ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"] {
+            do { try FileSystem.writeExisting(file, "1") } catch { throw NodeError(error) }
+        }
+    }
+
+    func assignment(_ record: SliverRecord) -> SliverAddressPlan.Assignment? { plan.assignment(id: record.id) }
+
+    func install(running: [SliverRecord]) throws(NodeError) {
+        do { try firewall.install(slivers: running.compactMap(assignment)) } catch { throw NodeError(.internal, "\(error)") }
+    }
+
+    func attach(_ record: SliverRecord) throws(NodeError) {
+        guard let a = assignment(record) else { return }
+        do { try firewall.add(a) } catch { throw NodeError(.internal, "\(error)") }
+    }
+
+    /// Removes what a sliver had: its firewall elements and, if its namespace is somehow still
+    /// alive, its veth (normally the pair vanished with the namespace).
+    func detach(_ record: SliverRecord) {
+        guard let a = assignment(record) else { return }
+        firewall.remove(a)
+        _ = try? LinkTable.delete(a.veth)
+    }
+}

@@ -1,0 +1,117 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CNftables
+
+/// The node's nftables table, owned by Sliverd alone (`inet <table>`), changed only in atomic
+/// transactions through libnftables (in-process: no `nft` per sliver). Static rules refer to sets;
+/// a sliver's arrival or departure is one transaction that adds or deletes its set elements.
+///
+/// What the rules enforce:
+/// - a sliver reaches nothing of the host itself (its gateway address included): input from a
+///   sliver veth is dropped, except the neighbour discovery IPv6 needs to find its gateway;
+/// - anti-spoofing: a packet from a sliver's veth whose source is not that sliver's address is
+///   dropped (`iifname . saddr` must be in the sliver's set);
+/// - slivers reach only the uplink (never each other's private addresses), inbound to a sliver
+///   only replies; outbound leaves with the node's public address (source NAT).
+public final class NodeFirewall {
+    public let table: String
+    public let uplink: String
+    public let publicIPv4: String?
+    public let plan: SliverAddressPlan
+    private let ctx: OpaquePointer
+
+    public init(table: String, uplink: String, publicIPv4: String?, plan: SliverAddressPlan) throws(NetworkError) {
+        guard let ctx = nft_ctx_new(UInt32(NFT_CTX_DEFAULT)) else {
+            throw NetworkError(stage: "nftables", "nft_ctx_new", errno: errno)
+        }
+        // Errors land in a buffer we can put in the error message instead of on stderr.
+        nft_ctx_buffer_output(ctx)
+        nft_ctx_buffer_error(ctx)
+        self.ctx = ctx
+        self.table = table
+        self.uplink = uplink
+        self.publicIPv4 = publicIPv4
+        self.plan = plan
+    }
+
+    deinit { nft_ctx_free(ctx) }
+
+    /// Runs one transaction: all of it or nothing.
+    func run(_ commands: String, _ what: String) throws(NetworkError) {
+        let rc = nft_run_cmd_from_buffer(ctx, commands)
+        if rc != 0 {
+            let detail = nft_ctx_get_error_buffer(ctx).map { String(cString: $0) } ?? ""
+            throw NetworkError(stage: "nftables", "\(what): \(detail.split(separator: "\n").first ?? "")", errno: EINVAL)
+        }
+    }
+
+    var ruleset: String {
+        let snat = publicIPv4.map { "snat ip to \($0)" } ?? "masquerade"
+        let v6 = plan.ipv6.map { "oifname \"\(uplink)\" ip6 saddr \($0) masquerade" } ?? ""
+        let prefix = SliverAddressPlan.vethPrefix
+        return """
+        table inet \(table) {
+            set src4 { type ifname . ipv4_addr; }
+            set src6 { type ifname . ipv6_addr; }
+            chain input {
+                type filter hook input priority filter; policy accept;
+                iifname "\(prefix)*" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept
+                iifname "\(prefix)*" drop
+            }
+            chain forward {
+                type filter hook forward priority filter; policy accept;
+                iifname "\(prefix)*" meta nfproto ipv4 iifname . ip saddr != @src4 drop
+                iifname "\(prefix)*" meta nfproto ipv6 iifname . ip6 saddr != @src6 drop
+                iifname "\(prefix)*" oifname != "\(uplink)" drop
+                oifname "\(prefix)*" iifname != "\(uplink)" drop
+                oifname "\(prefix)*" ct state established,related accept
+                oifname "\(prefix)*" drop
+            }
+            chain postrouting {
+                type nat hook postrouting priority srcnat; policy accept;
+                oifname "\(uplink)" ip saddr \(plan.ipv4) \(snat)
+                \(v6)
+            }
+        }
+        """
+    }
+
+    /// Replaces the whole table in one transaction (declaring it first makes the delete valid
+    /// when it does not exist yet), with the elements of the slivers that run now.
+    public func install(slivers: [SliverAddressPlan.Assignment]) throws(NetworkError) {
+        var commands = "table inet \(table) {}\ndelete table inet \(table)\n" + ruleset + "\n"
+        for sliver in slivers { commands += elements("add", sliver) }
+        try run(commands, "install table inet \(table)")
+    }
+
+    func elements(_ verb: String, _ a: SliverAddressPlan.Assignment) -> String {
+        var out = "\(verb) element inet \(table) src4 { \"\(a.veth)\" . \(a.sliverIPv4.address) }\n"
+        if let v6 = a.sliverIPv6 { out += "\(verb) element inet \(table) src6 { \"\(a.veth)\" . \(v6.address) }\n" }
+        return out
+    }
+
+    /// Idempotent: "add element" of an existing element is no error.
+    public func add(_ sliver: SliverAddressPlan.Assignment) throws(NetworkError) {
+        try run(elements("add", sliver), "add sliver \(sliver.veth)")
+    }
+
+    public func remove(_ sliver: SliverAddressPlan.Assignment) {
+        // "destroy" (nft >= 1.0.8) would ignore missing elements; 1.0.6 has only delete, which
+        // fails on a missing one: remove what is there, one element per transaction.
+        for line in elements("delete", sliver).split(separator: "\n") {
+            _ = try? run(String(line), "remove sliver \(sliver.veth)")
+        }
+    }
+
+    /// Removes the table (daemon tests; an operator's uninstall).
+    public func uninstall() {
+        _ = try? run("table inet \(table) {}\ndelete table inet \(table)\n", "remove table")
+    }
+
+    /// The table as nft lists it (for `sliverctl` diagnostics and tests).
+    public func list() -> String {
+        guard nft_run_cmd_from_buffer(ctx, "list table inet \(table)") == 0 else { return "" }
+        return nft_ctx_get_output_buffer(ctx).map { String(cString: $0) } ?? ""
+    }
+}
