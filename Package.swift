@@ -4,7 +4,7 @@
 // Layers (arrows point down only):
 //   executables (sliverd, sliverctl, vsh; sliver-helper in C, see bootscripts/sliverd-build)
 //     -> NodeManager (model, state, config, control API)
-//       -> SliverIsolation, SliverResources, SliverNetwork
+//       -> SliverIsolation, SliverResources, SliverNetwork, PLCProtocol (XML-RPC, PLCAPI auth, GetSlivers)
 //         -> SliverSystem (errno-carrying syscalls, files, spawning)
 //           -> C: CSliverShim, CSeccomp, CCap, CMnl
 import PackageDescription
@@ -45,6 +45,9 @@ let package = Package(
             dependencies: ["SliverSystem", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(name: "SliverNetwork", dependencies: ["SliverSystem", "CMnl", "CSliverShim"], swiftSettings: strict),
+        // PLCAPI as a node speaks it: XML-RPC codec (FoundationXML), HMAC/session auth, the
+        // http(loopback)/https(curl) client, the GetSlivers snapshot. Never depends on NodeManager.
+        .target(name: "PLCProtocol", dependencies: ["SliverSystem", "CSliverShim"], swiftSettings: strict),
         .target(
             name: "NodeManager",
             dependencies: [
@@ -71,7 +74,7 @@ let package = Package(
 
         .testTarget(
             name: "SliverdTests",
-            dependencies: ["NodeManager", "SliverIsolation", "SliverResources", "SliverSystem", "SliverNetwork", "CSliverShim"],
+            dependencies: ["NodeManager", "SliverIsolation", "SliverResources", "SliverSystem", "SliverNetwork", "PLCProtocol", "CSliverShim"],
             // The escape probe is C, compiled statically into the test image at test time.
             exclude: ["Fixtures"],
             swiftSettings: strict),
