@@ -2,7 +2,7 @@
 // Sliverd: a per-node virtualization agent for network testbeds.
 //
 // Layers (arrows point down only):
-//   executables (sliverd, sliverctl, vsh; sliver-helper in C, see bootscripts/sliverd-build)
+//   executables (sliverd, sliverctl, vsh, plcd; sliver-helper in C, see bootscripts/sliverd-build)
 //     -> NodeManager (model, state, config, control API)
 //       -> SliverIsolation, SliverResources, SliverNetwork, PLCProtocol (XML-RPC, PLCAPI auth, GetSlivers)
 //         -> SliverSystem (errno-carrying syscalls, files, spawning)
@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "sliverd", targets: ["sliverd"]),
         .executable(name: "sliverctl", targets: ["sliverctl"]),
         .executable(name: "vsh", targets: ["vsh"]),
+        .executable(name: "plcd", targets: ["plcd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,6 +62,8 @@ let package = Package(
             dependencies: ["NodeManager", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        // Our own PLC: a single-threaded XML-RPC server for tests and standalone testbeds.
+        .executableTarget(name: "plcd", dependencies: ["PLCProtocol", "SliverSystem", "CSliverShim"], swiftSettings: strict),
         .executableTarget(
             name: "sliverctl",
             dependencies: ["NodeManager", .product(name: "ArgumentParser", package: "swift-argument-parser")],
