@@ -194,6 +194,14 @@ import Testing
         #expect(NodeAuth.hmac(key: "0123456789abcdef", params: params) == "d4f0ea1e15be9cdf802d8107f54928c905c59e83")
     }
 
+    @Test func documentedExamples() {
+        // docs/plc.md's table.
+        #expect(NodeAuth.message([12]) == "[12]")
+        #expect(NodeAuth.message([["name": "pl_test", "flag": true, "n": 12, "x": nil], [1, [2, "b"], false], "Zeta"])
+                == "[1122FalseNoneTrueZetabpl_test]")
+        #expect(NodeAuth.message([0.1, 1e16, 1e-5]) == "[0.11e+161e-05]")
+    }
+
     @Test func sortsByCodePoint() {
         #expect(NodeAuth.message(["é", "e", "Z", "ä"]) == "[Zeäé]")
         #expect(NodeAuth.hmac(key: "k", params: ["é", "e", "Z", "ä"]) == "533d63e80a6f440df269930494c3979b17b74a1f")
