@@ -1,5 +1,6 @@
 import Foundation
 import PLCProtocol
+import SliverSystem
 
 /// plcd's database: one JSON file (docs/plc.md "plcd data file"), re-read when it changes.
 struct PLCData: Decodable, Sendable {
@@ -73,9 +74,9 @@ struct PLCData: Decodable, Sendable {
     static func load(_ path: String) throws(PLCProtocolError) -> PLCData {
         let data: Data
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
+            data = Data(try FileSystem.readFile(path))
         } catch {
-            throw PLCProtocolError(.invalidArgument, stage: "plcd.data", "cannot read \(path): \(error.localizedDescription)")
+            throw PLCProtocolError(.invalidArgument, stage: "plcd.data", "\(error)")
         }
         let decoded: PLCData
         do {
