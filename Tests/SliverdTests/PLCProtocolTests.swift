@@ -137,6 +137,25 @@ import Testing
         print("xmlrpc: 10,000 calls encoded and decoded in \(String(format: "%.2f", seconds)) s")
         #expect(seconds < 60)
     }
+
+    /// A GetSlivers answer for 1000 slivers (keys, 6 attributes each): bytes on the wire, then
+    /// decode + typed snapshot, as a poll does.
+    @Test func speedOf1000SliverSnapshot() throws {
+        let slivers = (0..<1000).map { i in
+            SliversSnapshot.Sliver(name: "site\(i)_slice", sliceID: i, expires: 2_000_000_000,
+                                   keys: [SliversSnapshot.Key(key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI\(i) user@example.org")],
+                                   attributes: ["cpu_share": "2", "disk_max": "1000000", "net_max_rate": "10000", "vref": "debian",
+                                                "initscript": "hello", "enabled": "1"].sorted { $0.key < $1.key }.map { SliversSnapshot.Attribute($0.key, $0.value) })
+        }
+        let snapshot = SliversSnapshot(timestamp: 1, nodeID: 1, slivers: slivers)
+        let wire = try XMLRPCEncoder.encode(.success(snapshot.xmlrpcValue))
+        let start = Date()
+        guard case .success(let value) = try XMLRPCDecoder.decodeResponse(wire) else { Issue.record("fault"); return }
+        let decoded = try SliversSnapshot(xmlrpc: value)
+        let seconds = Date().timeIntervalSince(start)
+        print("xmlrpc: GetSlivers of 1000 slivers (\(wire.count / 1024) KiB) decoded in \(String(format: "%.3f", seconds)) s")
+        #expect(decoded == snapshot)
+    }
 }
 
 @Suite struct HMACTests {
