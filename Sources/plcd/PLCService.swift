@@ -12,28 +12,24 @@ struct PLCService {
 
     init(data: PLCData) { self.data = data }
 
-    struct Fault: Error {
-        let code: Int
-        let detail: String?
-        init(_ code: Int, _ detail: String? = nil) {
-            self.code = code
-            self.detail = detail
-        }
-        var response: XMLRPCResponse { .fault(code: code, string: PLCFault.string(code, detail)) }
+    /// A PLCAPI fault to answer with: the protocol error type carrying the fault code, the
+    /// detail as message (the fault string is built from both, as PLCAPI does).
+    private static func fault(_ code: Int, _ detail: String? = nil) -> PLCProtocolError {
+        PLCProtocolError(.fault, stage: "plcd", detail ?? "", faultCode: code)
     }
 
     /// Answers one call; never throws (every problem is a fault, as PLCAPI answers).
     mutating func handle(_ call: XMLRPCCall, now: Int) -> (response: XMLRPCResponse, log: String) {
-        do throws(Fault) {
+        do throws(PLCProtocolError) {
             let allowed: ClosedRange<Int>
             switch call.method {
             case "GetSession", "AuthCheck": allowed = 1...1
             case "GetSlivers": allowed = 1...2
-            default: throw Fault(PLCFault.invalidMethod, call.method)
+            default: throw Self.fault(PLCFault.invalidMethod, call.method)
             }
             guard allowed.contains(call.params.count) else {
                 let expected = allowed.count == 1 ? "\(allowed.lowerBound)" : "\(allowed.lowerBound)-\(allowed.upperBound)"
-                throw Fault(PLCFault.invalidArgumentCount, "Expected \(expected) arguments, got \(call.params.count)")
+                throw Self.fault(PLCFault.invalidArgumentCount, "Expected \(expected) arguments, got \(call.params.count)")
             }
             let node = try authenticate(call.params[0], rest: Array(call.params.dropFirst()))
             switch call.method {
@@ -56,34 +52,36 @@ struct PLCService {
                 return (.success(value), "GetSlivers node \(node.node_id): \(count) slivers")
             }
         } catch {
-            return (error.response, "\(call.method): fault \(error.code) \(error.detail ?? "")")
+            let code = error.faultCode ?? PLCFault.apiError
+            let detail = error.message.isEmpty ? nil : error.message
+            return (.fault(code: code, string: PLCFault.string(code, detail)), "\(call.method): fault \(code) \(error.message)")
         }
     }
 
     /// PLCAPI's Auth check: `hmac` recomputes the MAC over the parameters after the auth struct
     /// with the node's key; `session` looks the key up. Failures are fault 103, as in PLCAPI.
-    private mutating func authenticate(_ auth: XMLRPCValue, rest: [XMLRPCValue]) throws(Fault) -> PLCData.Node {
-        guard case .structure = auth else { throw Fault(PLCFault.invalidArgument, "auth: expected a struct") }
-        guard case .string(let method)? = auth["AuthMethod"] else { throw Fault(PLCFault.invalidArgument, "AuthMethod missing") }
+    private mutating func authenticate(_ auth: XMLRPCValue, rest: [XMLRPCValue]) throws(PLCProtocolError) -> PLCData.Node {
+        guard case .structure = auth else { throw Self.fault(PLCFault.invalidArgument, "auth: expected a struct") }
+        guard case .string(let method)? = auth["AuthMethod"] else { throw Self.fault(PLCFault.invalidArgument, "AuthMethod missing") }
         switch method {
         case "hmac":
-            guard case .int(let nodeID)? = auth["node_id"] else { throw Fault(PLCFault.invalidArgument, "node_id: expected an int") }
-            guard case .string(let value)? = auth["value"] else { throw Fault(PLCFault.invalidArgument, "value: expected a string") }
-            guard let node = data.node(nodeID) else { throw Fault(PLCFault.authenticationFailure, "No such node") }
+            guard case .int(let nodeID)? = auth["node_id"] else { throw Self.fault(PLCFault.invalidArgument, "node_id: expected an int") }
+            guard case .string(let value)? = auth["value"] else { throw Self.fault(PLCFault.invalidArgument, "value: expected a string") }
+            guard let node = data.node(nodeID) else { throw Self.fault(PLCFault.authenticationFailure, "No such node") }
             let expected = NodeAuth.hmac(key: node.node_key, params: rest)
-            guard constantTimeEqual(expected, value) else { throw Fault(PLCFault.authenticationFailure, "Call could not be authenticated") }
+            guard constantTimeEqual(expected, value) else { throw Self.fault(PLCFault.authenticationFailure, "Call could not be authenticated") }
             return node
         case "session":
-            guard case .string(let key)? = auth["session"] else { throw Fault(PLCFault.invalidArgument, "session: expected a string") }
-            guard let nodeID = sessions[key] else { throw Fault(PLCFault.authenticationFailure, "No such session") }
+            guard case .string(let key)? = auth["session"] else { throw Self.fault(PLCFault.invalidArgument, "session: expected a string") }
+            guard let nodeID = sessions[key] else { throw Self.fault(PLCFault.authenticationFailure, "No such session") }
             guard let node = data.node(nodeID) else {
                 // PLCAPI deletes a session that fails authentication.
                 sessions[key] = nil
-                throw Fault(PLCFault.authenticationFailure, "No such node")
+                throw Self.fault(PLCFault.authenticationFailure, "No such node")
             }
             return node
         default:
-            throw Fault(PLCFault.invalidArgument, "Invalid AuthMethod value: must be 'session' or 'hmac' (plcd serves nodes only)")
+            throw Self.fault(PLCFault.invalidArgument, "Invalid AuthMethod value: must be 'session' or 'hmac' (plcd serves nodes only)")
         }
     }
 
