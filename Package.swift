@@ -2,9 +2,9 @@
 // Sliverd: a per-node virtualization agent for network testbeds.
 //
 // Layers (arrows point down only):
-//   executables (sliverd, sliverctl, vsh; sliver-helper in C, see bootscripts/sliverd-build)
+//   executables (sliverd, sliverctl, vsh, plcd; sliver-helper in C, see bootscripts/sliverd-build)
 //     -> NodeManager (model, state, config, control API)
-//       -> SliverIsolation, SliverResources, SliverNetwork
+//       -> SliverIsolation, SliverResources, SliverNetwork, PLCProtocol (XML-RPC, PLCAPI auth, GetSlivers)
 //         -> SliverSystem (errno-carrying syscalls, files, spawning)
 //           -> C: CSliverShim, CSeccomp, CCap, CMnl, CNftables
 import PackageDescription
@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "sliverd", targets: ["sliverd"]),
         .executable(name: "sliverctl", targets: ["sliverctl"]),
         .executable(name: "vsh", targets: ["vsh"]),
+        .executable(name: "plcd", targets: ["plcd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +47,9 @@ let package = Package(
             dependencies: ["SliverSystem", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(name: "SliverNetwork", dependencies: ["SliverSystem", "CMnl", "CNftables", "CSliverShim"], swiftSettings: strict),
+        // PLCAPI as a node speaks it: XML-RPC codec (FoundationXML), HMAC/session auth, the
+        // http(loopback)/https(curl) client, the GetSlivers snapshot. Never depends on NodeManager.
+        .target(name: "PLCProtocol", dependencies: ["SliverSystem", "CSliverShim"], swiftSettings: strict),
         .target(
             name: "NodeManager",
             dependencies: [
@@ -59,6 +63,8 @@ let package = Package(
             dependencies: ["NodeManager", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
+        // Our own PLC: a single-threaded XML-RPC server for tests and standalone testbeds.
+        .executableTarget(name: "plcd", dependencies: ["PLCProtocol", "SliverSystem", "CSliverShim"], swiftSettings: strict),
         .executableTarget(
             name: "sliverctl",
             dependencies: ["NodeManager", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -72,7 +78,7 @@ let package = Package(
 
         .testTarget(
             name: "SliverdTests",
-            dependencies: ["NodeManager", "SliverIsolation", "SliverResources", "SliverSystem", "SliverNetwork", "CSliverShim"],
+            dependencies: ["NodeManager", "SliverIsolation", "SliverResources", "SliverSystem", "SliverNetwork", "PLCProtocol", "CSliverShim"],
             // The escape probe is C, compiled statically into the test image at test time.
             exclude: ["Fixtures"],
             swiftSettings: strict),
