@@ -53,7 +53,8 @@ final class NodeNetwork {
         plan = config.addressPlan
         let publicIPv4 = config.publicAddresses.first { IPNetwork($0)?.family == .v4 }
         do {
-            firewall = try NodeFirewall(table: config.nftTable, uplink: config.uplink, publicIPv4: publicIPv4, plan: plan)
+            firewall = try NodeFirewall(table: config.nftTable, uplink: config.uplink, publicIPv4: publicIPv4, plan: plan,
+                                        exceptionalPPS: config.exceptionalPPS)
         } catch {
             throw NodeError(.internal, "\(error)")
         }

@@ -13,15 +13,20 @@ import CNftables
 /// - anti-spoofing: a packet from a sliver's veth whose source is not that sliver's address is
 ///   dropped (`iifname . saddr` must be in the sliver's set);
 /// - slivers reach only the uplink (never each other's private addresses), inbound to a sliver
-///   only replies; outbound leaves with the node's public address (source NAT).
+///   only replies; outbound leaves with the node's public address (source NAT);
+/// - "exceptional" packets (ICMP, ICMPv6, GRE, bare TCP SYN or RST) are limited per sliver: a
+///   meter keyed by the sliver's veth, so one sliver's flood never eats another's allowance.
 public final class NodeFirewall {
     public let table: String
     public let uplink: String
     public let publicIPv4: String?
     public let plan: SliverAddressPlan
+    /// Per-sliver rate of "exceptional" packets (ICMP, ICMPv6, GRE, TCP SYN or RST without ACK).
+    public let exceptionalPPS: Int
     private let ctx: OpaquePointer
 
-    public init(table: String, uplink: String, publicIPv4: String?, plan: SliverAddressPlan) throws(NetworkError) {
+    public init(table: String, uplink: String, publicIPv4: String?, plan: SliverAddressPlan,
+                exceptionalPPS: Int = 100) throws(NetworkError) {
         guard let ctx = nft_ctx_new(UInt32(NFT_CTX_DEFAULT)) else {
             throw NetworkError(stage: "nftables", "nft_ctx_new", errno: errno)
         }
@@ -33,6 +38,7 @@ public final class NodeFirewall {
         self.uplink = uplink
         self.publicIPv4 = publicIPv4
         self.plan = plan
+        self.exceptionalPPS = exceptionalPPS
     }
 
     deinit { nft_ctx_free(ctx) }
@@ -64,6 +70,9 @@ public final class NodeFirewall {
                 iifname "\(prefix)*" meta nfproto ipv4 iifname . ip saddr != @src4 drop
                 iifname "\(prefix)*" meta nfproto ipv6 iifname . ip6 saddr != @src6 drop
                 iifname "\(prefix)*" oifname != "\(uplink)" drop
+                iifname "\(prefix)*" meta l4proto { icmp, ipv6-icmp, gre } meter exceptional_ip size 65536 { iifname limit rate over \(exceptionalPPS)/second burst \(max(5, exceptionalPPS / 10)) packets } drop
+                iifname "\(prefix)*" tcp flags & (syn | rst | ack) == syn meter exceptional_syn size 65536 { iifname limit rate over \(exceptionalPPS)/second burst \(max(5, exceptionalPPS / 10)) packets } drop
+                iifname "\(prefix)*" tcp flags & (rst | ack) == rst meter exceptional_rst size 65536 { iifname limit rate over \(exceptionalPPS)/second burst \(max(5, exceptionalPPS / 10)) packets } drop
                 oifname "\(prefix)*" iifname != "\(uplink)" drop
                 oifname "\(prefix)*" ct state established,related accept
                 oifname "\(prefix)*" drop

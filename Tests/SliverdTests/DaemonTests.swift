@@ -14,10 +14,13 @@ struct DaemonTests {
     final class Daemon {
         let node: TestNode
         let configPath: String
+        /// Network namespace (under /run/netns) the daemon runs in, for the network tests.
+        let netns: String?
         var process: SpawnedProcess?
 
-        init(_ node: TestNode) throws {
+        init(_ node: TestNode, netns: String? = nil) throws {
             self.node = node
+            self.netns = netns
             configPath = node.root + "/sliverd.toml"
             let config = """
             [daemon]
@@ -40,6 +43,11 @@ struct DaemonTests {
             vsh = "\(node.config.vshPath)"
             home_dir = "\(node.config.homeBase)"
             group = "\(node.config.accountGroup)"
+            [network]
+            uplink = "\(node.config.uplink)"
+            public_addresses = [\(node.config.publicAddresses.map { "\"\($0)\"" }.joined(separator: ", "))]
+            nft_table = "\(node.config.nftTable)"
+            exceptional_pps = \(node.config.exceptionalPPS)
             """
             try FileSystem.writeAtomically(configPath, Array(config.utf8), mode: 0o644)
         }
@@ -48,7 +56,9 @@ struct DaemonTests {
             let log = open(node.root + "/sliverd.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
             let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
             defer { close(log); close(devnull) }
-            process = try Spawn.start([TestEnvironment.sliverd, "--config", configPath], stdio: (devnull, log, log))
+            // nsenter --net only (not `ip netns exec`, which remounts /sys and would hide cgroupfs).
+            let prefix = netns.map { ["/usr/bin/nsenter", "--net=/run/netns/\($0)", "--"] } ?? []
+            process = try Spawn.start(prefix + [TestEnvironment.sliverd, "--config", configPath], stdio: (devnull, log, log))
             for _ in 0..<500 {
                 if (try? ControlClient(socketPath: node.config.socketPath).call(ControlRequest(op: "ping")))?.ok == true { return }
                 usleep(10_000)

@@ -48,6 +48,7 @@ enum TestEnvironment {
         printf 'root:x:0:\\ntty:x:5:\\nnogroup:x:65534:\\n' > \(dir)/etc/group
         echo image-original > \(dir)/etc/marker
         gcc -static -O1 -o \(dir)/bin/escape-probe \(repoRoot)/Tests/SliverdTests/Fixtures/escape-probe.c
+        gcc -static -O1 -o \(dir)/bin/netprobe \(repoRoot)/Tests/SliverdTests/Fixtures/netprobe.c
         chmod -R go-w \(dir)
         """
         let result = try! Spawn.run(["/bin/sh", "-c", script])
@@ -103,10 +104,12 @@ final class TestNode {
         _ = try manager.addImage(name: "busybox", path: TestEnvironment.image)
     }
 
-    func makeManager() throws -> SliverManager {
+    func makeManager(network: Bool = true) throws -> SliverManager {
         let driver = try CgroupDetection.detect(parent: config.cgroupParent, preference: .v1)
         var log = Logger(label: "test")
         log.logLevel = .warning
+        var config = self.config
+        if !network { config.uplink = "" }  // the test's uplink lives in a namespace of its own
         return try SliverManager(config: config, cgroups: driver, logger: log)
     }
 
@@ -122,7 +125,7 @@ final class TestNode {
     func cleanup() {
         // A daemon of this node may have created slivers this process never saw: reload the
         // state (recover also removes orphans), then destroy everything.
-        let current = (try? makeManager()) ?? manager
+        let current = (try? makeManager(network: false)) ?? manager
         try? current?.recover()
         for name in current?.records.keys.sorted() ?? [] { try? current?.destroy(name) }
         for dir in cgroupDirectories where FileSystem.exists(dir) {

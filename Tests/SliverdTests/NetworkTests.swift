@@ -1,0 +1,257 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+@testable import NodeManager
+import SliverNetwork
+import SliverSystem
+
+/// Sliver networking on the real kernel. The test makes its own world: a "node" network
+/// namespace (where sliverd runs, with uplink `up0`) and a "remote" one standing in for the
+/// Internet, joined by a veth; nothing of the host's own network is touched.
+@Suite(.serialized, .enabled(if: TestEnvironment.isRoot, "needs root"))
+struct NetworkTests {
+    /// Two namespaces and the veth between them; `remove()` deletes both (and so every veth).
+    final class TestNetwork {
+        let node: String
+        let remote: String
+        static let nodeAddress = "198.51.100.1"
+        static let remoteAddress = "198.51.100.2"
+
+        init(prefix: String) throws {
+            node = "sdn\(prefix)"
+            remote = "sdr\(prefix)"
+            try run(["ip", "netns", "add", node])
+            try run(["ip", "netns", "add", remote])
+            try run(["ip", "-n", node, "link", "add", "up0", "type", "veth", "peer", "name", "rem0", "netns", remote])
+            try run(["ip", "-n", node, "addr", "add", Self.nodeAddress + "/24", "dev", "up0"])
+            try run(["ip", "-n", node, "link", "set", "up0", "up"])
+            try run(["ip", "-n", node, "link", "set", "lo", "up"])
+            try run(["ip", "-n", remote, "addr", "add", Self.remoteAddress + "/24", "dev", "rem0"])
+            try run(["ip", "-n", remote, "link", "set", "rem0", "up"])
+            try run(["ip", "-n", remote, "link", "set", "lo", "up"])
+        }
+
+        func remove() {
+            _ = try? Spawn.run(["/usr/sbin/ip", "netns", "del", node])
+            _ = try? Spawn.run(["/usr/sbin/ip", "netns", "del", remote])
+        }
+
+        @discardableResult
+        func run(_ argv: [String]) throws -> CompletedProcess {
+            let result = try Spawn.run(["/usr/sbin/ip"] + argv.dropFirst())
+            guard result.status == 0 else { throw TestSetupError("\(argv.joined(separator: " ")): \(result.stderr)") }
+            return result
+        }
+
+        /// A command in one of the namespaces (network only).
+        func exec(in ns: String, _ argv: [String]) throws -> CompletedProcess {
+            try Spawn.run(["/usr/bin/nsenter", "--net=/run/netns/\(ns)", "--"] + argv)
+        }
+    }
+
+    /// The remote host: TCP 8080 and UDP 9090 answer "peer=<source address>"; UDP 9091 records
+    /// every packet's source in a file and never answers.
+    static let remoteServer = """
+    import socket, sys, threading, os
+    log = sys.argv[1]
+    def tcp():
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", 8080)); s.listen(64)
+        while True:
+            c, a = s.accept(); c.sendall(("peer=%s\\n" % a[0]).encode()); c.close()
+    def udp(port, answer):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port))
+        while True:
+            data, a = s.recvfrom(2048)
+            if answer: s.sendto(("peer=%s\\n" % a[0]).encode(), a)
+            else:
+                with open(log, "a") as f: f.write(a[0] + "\\n")
+    threading.Thread(target=tcp, daemon=True).start()
+    threading.Thread(target=udp, args=(9091, False), daemon=True).start()
+    open(log + ".ready", "w").close()
+    udp(9090, True)
+    """
+
+    @Test func sliversReachTheInternetAndNothingElse() throws {
+        let node = try TestNode()
+        node.config.uplink = "up0"
+        node.config.publicAddresses = [TestNetwork.nodeAddress]
+        node.config.nftTable = "sliverd_test"
+        node.config.exceptionalPPS = 50
+        let network = try TestNetwork(prefix: node.prefix)
+        let daemon = try DaemonTests.Daemon(node, netns: network.node)
+        var server: SpawnedProcess?
+        defer {
+            if let server { kill(server.pid, SIGKILL); var s: Int32 = 0; waitpid(server.pid, &s, 0) }
+            daemon.stop(signal: SIGKILL)
+            node.cleanup()
+            network.remove()
+        }
+        try daemon.start()
+        let a = node.name("neta"), b = node.name("netb")
+        #expect(try daemon.ctl(["create", a, "--image", "busybox"]).status == 0)
+        #expect(try daemon.ctl(["create", b, "--image", "busybox"]).status == 0)
+        let plan = node.config.addressPlan
+        let viewA = try daemon.client().result(ControlRequest(op: "show", name: a), as: SliverView.self)
+        let viewB = try daemon.client().result(ControlRequest(op: "show", name: b), as: SliverView.self)
+        let addrA = try #require(plan.assignment(id: viewA.id)), addrB = try #require(plan.assignment(id: viewB.id))
+
+        // Inside: eth0 with the sliver's addresses, default routes; the host end is named by id.
+        let inside = try daemon.ctl(["exec", a, "--", "/bin/sh", "-c", "ip -o addr show dev eth0; ip route"])
+        #expect(inside.stdout.contains(addrA.sliverIPv4.description), "\(inside.stdout)")
+        #expect(inside.stdout.contains("default via \(addrA.hostIPv4.address)"), "\(inside.stdout)")
+        #expect(try network.exec(in: network.node, ["/usr/sbin/ip", "-br", "link", "show", addrA.veth]).status == 0)
+
+        // The remote host (the Internet) answers TCP and UDP, and sees the node's public address.
+        let log = node.root + "/remote.log"
+        let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        server = try Spawn.start(["/usr/bin/nsenter", "--net=/run/netns/\(network.remote)", "--", "/usr/bin/python3", "-c",
+                                  Self.remoteServer, log], stdio: (devnull, devnull, devnull))
+        close(devnull)
+        for _ in 0..<300 where !FileSystem.exists(log + ".ready") { usleep(10_000) }
+        let tcp = try daemon.ctl(["exec", a, "--", "/bin/netprobe", "tcp", TestNetwork.remoteAddress, "8080"])
+        #expect(tcp.status == 0 && tcp.stdout == "peer=\(TestNetwork.nodeAddress)\n", "\(tcp.stdout)\(tcp.stderr)")
+        let udp = try daemon.ctl(["exec", a, "--", "/bin/netprobe", "udp", TestNetwork.remoteAddress, "9090"])
+        #expect(udp.status == 0 && udp.stdout == "peer=\(TestNetwork.nodeAddress)\n", "\(udp.stdout)\(udp.stderr)")
+
+        // A cannot reach B's private address, nor a listener on the host's gateway address.
+        _ = try daemon.ctl(["exec", b, "--", "/bin/sh", "-c", "nc -l -p 8081 -e /bin/echo hello >/dev/null 2>&1 &"])
+        let toB = try daemon.ctl(["exec", a, "--", "/bin/netprobe", "tcp", addrB.sliverIPv4.address, "8081", "1"])
+        #expect(toB.status == 1, "reached B: \(toB.stdout)")
+        let hostListener = try Spawn.start(["/usr/bin/nsenter", "--net=/run/netns/\(network.node)", "--", "/bin/busybox", "nc", "-l",
+                                            "-s", addrA.hostIPv4.address, "-p", "8082", "-e", "/bin/echo", "host"],
+                                           stdio: (0, 1, 2))
+        defer { kill(hostListener.pid, SIGKILL); var s: Int32 = 0; waitpid(hostListener.pid, &s, 0) }
+        let toHost = try daemon.ctl(["exec", a, "--", "/bin/netprobe", "tcp", addrA.hostIPv4.address, "8082", "1"])
+        #expect(toHost.status == 1, "reached the host: \(toHost.stdout)")
+
+        // Anti-spoofing: a packet with a source that is not A's own never reaches the remote host.
+        // (Forged as host root with A's network namespace: slivers themselves cannot even try.)
+        let pid = try #require(viewA.initPid)
+        let forge = """
+        import socket
+        for src in ["10.77.255.250", "\(addrA.sliverIPv4.address)"]:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((src, 0)); s.sendto(b"x", ("\(TestNetwork.remoteAddress)", 9091)); s.close()
+        """
+        let forged = try Spawn.run(["/usr/bin/nsenter", "-t", String(pid), "-n", "--", "/usr/sbin/ip", "addr", "add", "10.77.255.250/32", "dev", "eth0"])
+        #expect(forged.status == 0, "\(forged.stderr)")
+        let sent = try Spawn.run(["/usr/bin/nsenter", "-t", String(pid), "-n", "--", "/usr/bin/python3", "-c", forge])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        usleep(300_000)
+        let seen = (try? FileSystem.readString(log)) ?? ""
+        #expect(seen == TestNetwork.nodeAddress + "\n", "remote saw: \(seen)")
+
+        // An ICMP flood from A is held to the configured rate (50/s here): 1000 echo requests sent
+        // as fast as possible within ~0.5 s get about 50*0.5 + burst answers, not 1000.
+        let flood = """
+        import socket, struct, time
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        def csum(b):
+            t = sum(struct.unpack("!%dH" % (len(b) // 2), b)); t = (t >> 16) + (t & 0xffff); return ~(t + (t >> 16)) & 0xffff
+        start = time.time()
+        for i in range(1000):
+            h = struct.pack("!BBHHH", 8, 0, 0, 7, i); p = b"x" * 8
+            s.sendto(struct.pack("!BBHHH", 8, 0, csum(h + p), 7, i) + p, ("\(TestNetwork.remoteAddress)", 0))
+        s.settimeout(0.5); replies = 0
+        try:
+            while True:
+                d = s.recv(2048)
+                if d[20] == 0: replies += 1
+        except socket.timeout: pass
+        print(replies, round(time.time() - start, 2))
+        """
+        let flooded = try Spawn.run(["/usr/bin/nsenter", "-t", String(pid), "-n", "--", "/usr/bin/python3", "-c", flood])
+        let replies = Int(flooded.stdout.split(separator: " ").first ?? "") ?? -1
+        let seconds = Double(flooded.stdout.split(separator: " ").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 1
+        #expect(replies > 0 && Double(replies) <= 50 * seconds + 5 + 10, "replies \(replies) in \(seconds) s: \(flooded.stderr)")
+
+        // Destroy removes the veth and the firewall elements.
+        #expect(try daemon.ctl(["destroy", a]).status == 0)
+        #expect(try network.exec(in: network.node, ["/usr/sbin/ip", "link", "show", addrA.veth]).status != 0)
+        let elements = try network.exec(in: network.node, ["/usr/sbin/nft", "list", "set", "inet", "sliverd_test", "src4"]).stdout
+        #expect(!elements.contains(addrA.veth), "\(elements)")
+        #expect(elements.contains(addrB.veth), "\(elements)")
+        daemon.stop(signal: SIGTERM)
+    }
+
+    @Test func fiveHundredSliversLeakNothing() throws {
+        let count = Int(ProcessInfo.processInfo.environment["SLIVERD_TEST_SCALE"] ?? "") ?? 500
+        let node = try TestNode()
+        node.config.uplink = "up0"
+        node.config.nftTable = "sliverd_scale"
+        node.config.idSlots = count
+        let network = try TestNetwork(prefix: node.prefix)
+        let daemon = try DaemonTests.Daemon(node, netns: network.node)
+        defer {
+            daemon.stop(signal: SIGKILL)
+            node.cleanup()
+            network.remove()
+        }
+        try daemon.start()
+        let client = try daemon.client()
+        let names = (0..<count).map { node.name("s\($0)") }
+        for name in names {
+            var create = ControlRequest(op: "create", name: name)
+            create.image = "busybox"
+            _ = try client.result(create, as: SliverView.self)
+        }
+        let links = try network.exec(in: network.node, ["/usr/sbin/ip", "-o", "link", "show"]).stdout
+        #expect(links.split(separator: "\n").filter { $0.contains(": slv") }.count == count)
+        for name in names { _ = try client.result(ControlRequest(op: "destroy", name: name), as: [String: String].self) }
+        let after = try network.exec(in: network.node, ["/usr/sbin/ip", "-o", "link", "show"]).stdout
+        #expect(!after.contains("slv"), "veths left: \(after)")
+        let addresses = try network.exec(in: network.node, ["/usr/sbin/ip", "-o", "addr", "show"]).stdout
+        #expect(!addresses.contains("10.77."), "addresses left: \(addresses)")
+        for set in ["src4", "src6"] {
+            let elements = try network.exec(in: network.node, ["/usr/sbin/nft", "list", "set", "inet", "sliverd_scale", set]).stdout
+            #expect(!elements.contains("slv"), "nft elements left in \(set): \(elements)")
+        }
+        for dir in node.cgroupDirectories { #expect(((try? FileSystem.listDirectory(dir)) ?? []).filter { FileSystem.isDirectory(dir + "/" + $0) }.isEmpty) }
+        daemon.stop(signal: SIGTERM)
+    }
+
+    @Test func addressPlanIsStableAndDisjoint() throws {
+        let plan = SliverAddressPlan(ipv4: IPNetwork("10.77.0.0/16")!, ipv6: IPNetwork("fd77:5d1e::/48"))
+        let a = try #require(plan.assignment(id: 0)), b = try #require(plan.assignment(id: 4095))
+        #expect(a.veth == "slv000000" && b.veth == "slv000fff")
+        #expect(a.sliverIPv4.description == "10.77.0.2/30" && a.hostIPv4.description == "10.77.0.1/30")
+        #expect(b.sliverIPv4.description == "10.77.63.254/30")
+        #expect(a.sliverIPv6?.description == "fd77:5d1e:0:0::2/64" || a.sliverIPv6?.description == "fd77:5d1e::2/64")
+        #expect(b.sliverIPv6?.address == "fd77:5d1e:0:fff::2")
+        #expect(plan.capacity == 16384)
+        #expect(plan.assignment(id: 16384) == nil)
+        #expect(!a.sliverIPv4.overlaps(b.sliverIPv4))
+    }
+
+    @Test(arguments: [
+        ("[network]\nsliver_ipv4 = \"10.0.0.0/31\"", "network.sliver_ipv4"),
+        ("[network]\nsliver_ipv4 = \"10.77.0.0/24\"", "network.sliver_ipv4"),  // too small for 4096 slots
+        ("[network]\nsliver_ipv6 = \"fd00::/64\"", "network.sliver_ipv6"),
+        ("[network]\npublic_addresses = [\"10.77.1.1\"]", "network.public_addresses"),
+        ("[network]\nport_range = \"100-200\"", "network.port_range"),
+        ("[network]\nuplink = \"a/b\"", "network.uplink"),
+    ])
+    func refusesBadNetworkConfig(_ text: String, _ field: String) {
+        do {
+            _ = try NodeConfig(toml: text)
+            Issue.record("accepted \(text)")
+        } catch {
+            #expect(error.field == field, "\(error.message)")
+        }
+    }
+
+    @Test func refusesMissingUplink() throws {
+        var config = NodeConfig()
+        config.uplink = "nosuchif0"
+        do {
+            _ = try NodeNetwork(config: config)
+            Issue.record("accepted a missing uplink")
+        } catch {
+            #expect(error.field == "network.uplink")
+            #expect(error.message.contains("nosuchif0"))
+        }
+    }
+}
