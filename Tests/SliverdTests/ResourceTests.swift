@@ -203,6 +203,13 @@ struct ResourceTests {
         #expect(try Self.read(node, "cpuset", guaranteed, "cpuset.cpus") == "0-1")
         #expect(try Self.read(node, "cpuset", other, "cpuset.cpus") == "0-1")
         #expect(node.manager.cgroups.processes(of: guaranteed) == pidsBefore)
+        // cpu_cores set on a running sliver: it takes the core, the other shrinks to the pool.
+        let otherBefore = node.manager.cgroups.processes(of: other)
+        _ = try node.manager.set(other, attributes: ["cpu_cores": "1"])
+        #expect(try Self.read(node, "cpuset", other, "cpuset.cpus") == "1")
+        #expect(try Self.read(node, "cpuset", guaranteed, "cpuset.cpus") == "0")
+        #expect(node.manager.cgroups.processes(of: other) == otherBefore)
+        #expect(node.manager.cgroups.processes(of: guaranteed) == pidsBefore)
     }
 
     // MARK: memory, pids
