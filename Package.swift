@@ -44,7 +44,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "SliverResources",
-            dependencies: ["SliverSystem", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["SliverSystem", "CSliverShim", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(name: "SliverNetwork", dependencies: ["SliverSystem", "CMnl", "CNftables", "CSliverShim"], swiftSettings: strict),
         // PLCAPI as a node speaks it: XML-RPC codec (FoundationXML), HMAC/session auth, the

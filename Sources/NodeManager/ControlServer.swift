@@ -318,7 +318,7 @@ public final class ControlServer {
     }
 
     private func view(_ record: SliverRecord) -> SliverView {
-        SliverView(record, usage: record.state == .running ? manager.usage(record.name) : nil)
+        SliverView(record, usage: manager.reportedUsage(record))
     }
 
     private func dispatch(_ request: ControlRequest) throws(NodeError) -> Data {

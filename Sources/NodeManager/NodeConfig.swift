@@ -76,6 +76,16 @@ public struct NodeConfig: Sendable, Equatable {
 
     public var networkEnabled: Bool { !uplink.isEmpty }
 
+    // [storage]
+    /// Disk-quota backend of `<storage_dir>/<name>`: none (default), btrfs (a subvolume + qgroup
+    /// per sliver), project (ext4/XFS project quotas).
+    public var diskQuota: DiskQuotaKind = .none
+    /// disk_max in KiB for a sliver whose slice sets none; 0 = no limit. PLCAPI NodeManager's
+    /// default allocation (10 000 000 KiB).
+    public var defaultDiskMaxKiB: UInt64 = 10_000_000
+    /// Project quotas: the sliver in ID slot n gets project id project_id_base + n.
+    public var projectIDBase: UInt32 = 1_000_000
+
     // [provisioning]
     /// "file" (the embedded default: a GetSlivers-shaped snapshot on disk) or "plc".
     public var provisioningSource = "file"
@@ -107,6 +117,7 @@ public struct NodeConfig: Sendable, Equatable {
             "sliver": ["capabilities", "default_pids_max", "stop_timeout_s", "boot_program"],
             "network": ["uplink", "public_addresses", "address_pool", "sliver_ipv4", "sliver_ipv6", "port_range",
                         "ports_per_slice", "exceptional_pps", "nft_table"],
+            "storage": ["quota", "default_disk_max", "project_id_base"],
             "provisioning": ["source", "file", "plc_url", "ca_cert", "node_credentials", "period_s", "jitter_s"],
         ]
         for (table, keys) in document.tables {
@@ -231,6 +242,16 @@ public struct NodeConfig: Sendable, Equatable {
             config.nftTable = v
         }
         try config.validateNetworkSyntax()
+        if let v = try string("storage", "quota") {
+            guard let kind = DiskQuotaKind(rawValue: v) else {
+                throw NodeError.invalid("storage.quota", v, "must be none, btrfs or project")
+            }
+            config.diskQuota = kind
+        }
+        if let v = try integer("storage", "default_disk_max", 0...Int64(1) << 40) { config.defaultDiskMaxKiB = UInt64(v) }
+        if let v = try integer("storage", "project_id_base", 1...Int64(UInt32.max) - Int64(config.idSlots)) {
+            config.projectIDBase = UInt32(v)
+        }
         if let v = try string("provisioning", "source") {
             guard v == "file" || v == "plc" else { throw NodeError.invalid("provisioning.source", v, "must be file or plc") }
             config.provisioningSource = v

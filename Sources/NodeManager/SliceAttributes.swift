@@ -55,10 +55,12 @@ public struct SliceAttributes: Codable, Sendable, Equatable {
             "enabled": .flag,
             "system": .flag,
             "cpu_share": .integer(1...1000),
-            "cpu_pct": .integer(0...100),
+            "cpu_pct": .integer(0...100),                       // % of the shared pool, guaranteed
+            "cpu_cap": .integer(1...102_400),                   // Sliverd extension: % of one CPU, hard
             "cpu_cores": .cores,
             "cpu_freezable": .flag,
-            "disk_max": .integer(0...Int64(1) << 40),           // KiB
+            "disk_max": .integer(0...Int64(1) << 40),           // KiB, 0 = no limit
+            "disk_inodes_max": .integer(0...Int64(1) << 32),    // Sliverd extension, 0 = no limit
             "memlock_hard": .integer(1024...Int64(1) << 40),    // KiB -> memory limit
             "memlock_soft": .integer(1024...Int64(1) << 40),    // KiB -> memory soft limit
             "pids_max": .integer(16...4_194_304),               // Sliverd extension
@@ -120,15 +122,37 @@ public struct SliceAttributes: Codable, Sendable, Equatable {
 
     private func int(_ name: String) -> Int64? { values[name].flatMap { Int64($0) } }
 
-    /// The cgroup settings these attributes ask for.
+    /// The cgroup settings these attributes ask for. Node-wide parts (the cpu_pct guarantee
+    /// weight, the cpuset from cpu_cores) are filled in by the manager's CPU plan.
     public func resourceSettings(defaultPidsMax: Int?) -> ResourceSettings {
         var settings = ResourceSettings()
         settings.cpuShare = Int(int("cpu_share") ?? 1)
+        settings.cpuCapPercent = int("cpu_cap").map { Int($0) }
         settings.memoryMaxBytes = int("memlock_hard").map { UInt64($0) * 1024 }
         settings.memoryHighBytes = int("memlock_soft").map { UInt64($0) * 1024 }
         settings.pidsMax = int("pids_max").map { Int($0) } ?? defaultPidsMax
         settings.frozen = !isEnabled
         return settings
+    }
+
+    /// cpu_pct: percent of the shared pool's CPU time guaranteed to the sliver (0 = none).
+    public var cpuGuaranteePercent: Int { Int(int("cpu_pct") ?? 0) }
+
+    /// cpu_cores "N" or "Nb" (PLCAPI default "0b"): N whole cores for the sliver alone; "b" also
+    /// lets it run on the shared pool. A sliver without cores always runs on the pool.
+    public var cpuCores: (count: Int, withPool: Bool) {
+        guard let value = values["cpu_cores"] else { return (0, true) }
+        let withPool = value.hasSuffix("b")
+        let count = Int(withPool ? String(value.dropLast()) : value) ?? 0
+        return (count, withPool || count == 0)
+    }
+
+    /// The disk limit: disk_max KiB (or `defaultKiB` when the slice sets none), 0 = no limit;
+    /// disk_inodes_max inodes where the backend can limit them.
+    public func diskLimit(defaultKiB: UInt64) -> DiskLimit {
+        let kib = int("disk_max").map { UInt64($0) } ?? defaultKiB
+        let inodes = int("disk_inodes_max").map { UInt64($0) } ?? 0
+        return DiskLimit(bytes: kib == 0 ? nil : kib * 1024, inodes: inodes == 0 ? nil : inodes)
     }
 
     /// The rlimits every process of the sliver starts with.

@@ -16,6 +16,13 @@ public final class SliverManager {
     public let config: NodeConfig
     let store: StateStore
     let cgroups: any CgroupDriver
+    /// The disk-quota backend of the storage directory ([storage] quota).
+    let quota: any DiskQuota
+    /// CPUs in the order whole cores are handed out (CPUTopology.allocationOrder).
+    let cpuOrder: [Int]
+    /// The settings last written to each running sliver's cgroups: a CPU re-plan rewrites only
+    /// the slivers whose CPU part changed.
+    var appliedSettings: [String: ResourceSettings] = [:]
     let launcher: SliverLauncher
     let seccompProgram: String
     var log: Logger
@@ -37,6 +44,12 @@ public final class SliverManager {
         } catch {
             throw NodeError(error)
         }
+        do {
+            quota = try DiskQuotaBackend.open(config.diskQuota, storage: config.storageDir)
+        } catch {
+            throw NodeError(.unavailable, error.description, field: "storage.quota")
+        }
+        cpuOrder = CPUTopology.allocationOrder(cgroups.availableCPUs())
         guard FileSystem.exists(launcher.helper) else {
             throw NodeError(.unavailable, "sliver-helper not found at \(launcher.helper)", field: "daemon.helper")
         }
@@ -121,11 +134,13 @@ public final class SliverManager {
         try store.save(record)
         records[name] = record
         let layout = SliverLayout(storage: config.storageDir, name: name)
+        let directories = QuotaDirectories(quota: quota, quotaID: quotaID(range))
         do {
-            if layout.exists { try layout.remove() }  // a stale leftover of an earlier sliver
-            try layout.create(owner: range)
+            if layout.exists { try layout.remove(directories: directories) }  // a stale leftover of an earlier sliver
+            try layout.create(owner: range, directories: directories)
+            try quota.setLimit(attrs.diskLimit(defaultKiB: config.defaultDiskMaxKiB), path: layout.directory, quotaID: quotaID(range))
             try cgroups.create(name)
-            try cgroups.apply(attrs.resourceSettings(defaultPidsMax: config.defaultPidsMax).withFrozen(false), to: name)
+            try applyResources(record, plan: cpuPlan(including: start ? name : nil), frozen: false)
             record.state = .stopped
             if config.manageAccounts {
                 try accounts.ensure(name)
@@ -142,6 +157,7 @@ public final class SliverManager {
             try? store.delete(name)
             throw Self.nodeError(error)
         }
+        rebalanceCPU()
         log.info("sliver created", metadata: ["sliver": "\(name)", "id": "\(range.slot)", "id_base": "\(range.base)",
                                                "state": "\(record.state.rawValue)", "init_pid": "\(record.initProcess?.pid ?? 0)"])
         return record
@@ -161,7 +177,7 @@ public final class SliverManager {
             // Leftovers of a previous run (its init died) go first: processes and a stale freeze.
             try cgroups.killAll(name)
             if !cgroups.exists(name) { try cgroups.create(name) }
-            try cgroups.apply(record.attributes.resourceSettings(defaultPidsMax: config.defaultPidsMax).withFrozen(false), to: name)
+            try applyResources(record, plan: cpuPlan(including: name), frozen: false)
             try launch(&record)
         } catch {
             record.state = .stopped
@@ -173,6 +189,7 @@ public final class SliverManager {
         }
         try store.save(record)
         records[name] = record
+        rebalanceCPU()
         log.info("sliver started", metadata: ["sliver": "\(name)", "init_pid": "\(record.initProcess?.pid ?? 0)"])
         return record
     }
@@ -207,6 +224,7 @@ public final class SliverManager {
         record.initProcess = nil
         try store.save(record)
         records[name] = record
+        rebalanceCPU()
         log.info("sliver stopped", metadata: ["sliver": "\(name)"])
         return record
     }
@@ -251,6 +269,7 @@ public final class SliverManager {
         }
         try store.delete(name)
         records[name] = nil
+        rebalanceCPU()
         log.info("sliver destroyed", metadata: ["sliver": "\(name)", "id": "\(record.idRange.slot)"])
     }
 
@@ -268,14 +287,22 @@ public final class SliverManager {
             ok = false
             log.error("cgroup teardown failed", metadata: ["sliver": "\(name)", "error": "\(error)"])
         }
+        // A killed process leaves cgroup.procs when it starts exiting, before it is a zombie;
+        // under CPU pressure that gap is visible, so give the init a moment to finish dying.
+        var waited = 0
+        while let initProcess, initProcess.isAlive, waited < 250 {
+            usleep(20_000)
+            waited += 1
+        }
         if let initProcess, initProcess.isAlive {
             // Only possible if the init left its cgroups, which it cannot do: report it.
             ok = false
             log.error("init still alive after cgroup kill", metadata: ["sliver": "\(name)", "pid": "\(initProcess.pid)"])
         }
+        appliedSettings[name] = nil
         do {
             let layout = SliverLayout(storage: config.storageDir, name: name)
-            if layout.exists { try layout.remove() }
+            if layout.exists { try layout.remove(directories: QuotaDirectories(quota: quota, quotaID: 0)) }
         } catch {
             ok = false
             log.error("storage teardown failed", metadata: ["sliver": "\(name)", "error": "\(error)"])
@@ -287,15 +314,27 @@ public final class SliverManager {
     public func set(_ name: String, attributes: [String: String]) throws(NodeError) -> SliverRecord {
         var record = try self.record(name)
         try record.attributes.merge(attributes)
-        if record.state == .running {
+        // The disk quota holds whether or not the sliver runs.
+        if attributes.keys.contains(where: { $0 == "disk_max" || $0 == "disk_inodes_max" }) {
             do {
-                try cgroups.apply(record.attributes.resourceSettings(defaultPidsMax: config.defaultPidsMax), to: name)
+                try quota.setLimit(record.attributes.diskLimit(defaultKiB: config.defaultDiskMaxKiB),
+                                   path: SliverLayout(storage: config.storageDir, name: name).directory, quotaID: quotaID(record.idRange))
             } catch {
                 throw NodeError(error)
             }
         }
+        if record.state == .running {
+            var planned = records
+            planned[name] = record
+            do {
+                try applyResources(record, plan: cpuPlan(records: planned), frozen: nil)
+            } catch {
+                throw Self.nodeError(error)
+            }
+        }
         try store.save(record)
         records[name] = record
+        rebalanceCPU()
         log.info("sliver attributes changed", metadata: ["sliver": "\(name)", "changed": "\(attributes.keys.sorted())"])
         return record
     }
@@ -323,8 +362,6 @@ public final class SliverManager {
             throw NodeError(error)
         }
     }
-
-    public func usage(_ name: String) -> ResourceUsage { cgroups.usage(of: name) }
 
     var accounts: HostAccounts { config.hostAccounts }
 
@@ -406,6 +443,7 @@ public final class SliverManager {
         record.initProcess = nil
         try? store.save(record)
         records[name] = record
+        rebalanceCPU()
         log.warning("sliver init exited; sliver is stopped", metadata: ["sliver": "\(name)", "pid": "\(identity.pid)"])
     }
 
@@ -470,6 +508,8 @@ public final class SliverManager {
             log.warning("removing orphan sliver directory", metadata: ["sliver": "\(entry)"])
             teardown(entry)
         }
+        // Nothing is known to be applied after a restart: write the CPU plan to every sliver.
+        rebalanceCPU()
     }
 
     static func nodeError(_ error: any Error) -> NodeError {
@@ -480,14 +520,6 @@ public final class SliverManager {
         case let e as SystemError: return NodeError(e)
         default: return NodeError(.internal, "\(error)")
         }
-    }
-}
-
-extension ResourceSettings {
-    func withFrozen(_ frozen: Bool) -> ResourceSettings {
-        var copy = self
-        copy.frozen = frozen
-        return copy
     }
 }
 

@@ -15,7 +15,14 @@ public protocol CgroupDriver: Sendable {
     /// The directories a process joins to be fully inside the sliver's cgroups.
     func directories(of sliver: String) -> [String]
     func create(_ sliver: String) throws(ResourceError)
+    /// Writes every limit of `settings` (CPU, cpuset, memory, pids, freezer). Safe on a running
+    /// sliver: the kernel applies each file to the processes already in the cgroup.
     func apply(_ settings: ResourceSettings, to sliver: String) throws(ResourceError)
+    /// Writes only the CPU part (weight, cap, cpuset): what a node-wide CPU re-plan changes.
+    func applyCPU(_ settings: ResourceSettings, to sliver: String) throws(ResourceError)
+    /// The CPUs slivers may use: the cpuset of the sliver parent (or of the root while the
+    /// parent does not exist yet); empty when the node has no cpuset controller.
+    func availableCPUs() -> [Int]
     func exists(_ sliver: String) -> Bool
     func processes(of sliver: String) -> [Int32]
     /// Freezes or thaws every process of the sliver.

@@ -91,21 +91,56 @@ public struct CgroupV1Driver: CgroupDriver {
     }
 
     public func apply(_ settings: ResourceSettings, to sliver: String) throws(ResourceError) {
+        try applyCPU(settings, to: sliver)
         do {
-            let cpu = path("cpu", sliver)!
-            try fs.write(cpu + "/cpu.shares", String(max(2, 1024 * settings.cpuShare)))
-            let period = 100_000
-            try fs.write(cpu + "/cpu.cfs_period_us", String(period))
-            try fs.write(cpu + "/cpu.cfs_quota_us", settings.cpuCapPercent.map { String(period * $0 / 100) } ?? "-1")
-            let memory = path("memory", sliver)!
-            // -1 is "unlimited" for both memory files.
-            try fs.write(memory + "/memory.limit_in_bytes", settings.memoryMaxBytes.map(String.init) ?? "-1")
-            try fs.write(memory + "/memory.soft_limit_in_bytes", settings.memoryHighBytes.map(String.init) ?? "-1")
+            try applyMemory(settings, path("memory", sliver)!)
             try fs.write(path("pids", sliver)! + "/pids.max", settings.pidsMax.map(String.init) ?? "max")
         } catch {
             throw ResourceError(error)
         }
         try setFrozen(settings.frozen, sliver)
+    }
+
+    public func applyCPU(_ settings: ResourceSettings, to sliver: String) throws(ResourceError) {
+        do {
+            let cpu = path("cpu", sliver)!
+            // Proportional weight among sibling cgroups that want CPU at the same time: it
+            // divides contended time and never leaves a CPU idle (work conserving).
+            try fs.write(cpu + "/cpu.shares", String(settings.cpuSharesV1))
+            // CFS bandwidth control: at most quota us of CPU time per period, across all CPUs;
+            // -1 = no cap. The period is written first so the quota is checked against it.
+            try fs.write(cpu + "/cpu.cfs_period_us", String(ResourceSettings.cfsPeriodMicroseconds))
+            try fs.write(cpu + "/cpu.cfs_quota_us", settings.cfsQuotaMicroseconds.map(String.init) ?? "-1")
+            if let cpus = settings.cpus, !cpus.isEmpty, let cpuset = path("cpuset", sliver) {
+                // Tasks already in the cgroup are migrated to the new set by the kernel.
+                try fs.write(cpuset + "/cpuset.cpus", CPUList.format(cpus))
+            }
+        } catch {
+            throw ResourceError(error)
+        }
+    }
+
+    /// memory.limit_in_bytes bounds RAM (page cache included); when swap accounting is on,
+    /// memory.memsw.limit_in_bytes (RAM + swap) gets the same value, so a sliver cannot use swap
+    /// to exceed its limit. The kernel requires memsw >= limit at every step: open memsw first,
+    /// set the limit, then set memsw. Lowering the limit below current use makes the kernel
+    /// reclaim first; EBUSY if it cannot. -1 is "unlimited" for every file here.
+    private func applyMemory(_ settings: ResourceSettings, _ memory: String) throws(SystemError) {
+        let limit = settings.memoryMaxBytes.map(String.init) ?? "-1"
+        let memsw = memory + "/memory.memsw.limit_in_bytes"
+        let hasMemsw = fs.exists(memsw)
+        if hasMemsw { try fs.write(memsw, "-1") }
+        try fs.write(memory + "/memory.limit_in_bytes", limit)
+        if hasMemsw { try fs.write(memsw, limit) }
+        try fs.write(memory + "/memory.soft_limit_in_bytes", settings.memoryHighBytes.map(String.init) ?? "-1")
+    }
+
+    public func availableCPUs() -> [Int] {
+        guard let mount = hierarchies["cpuset"] else { return [] }
+        for dir in ["\(mount)/\(parent)", mount] where fs.exists(dir) {
+            if let text = try? fs.read(dir + "/cpuset.cpus"), let cpus = CPUList.parse(text), !cpus.isEmpty { return cpus }
+        }
+        return []
     }
 
     public func exists(_ sliver: String) -> Bool {
@@ -139,6 +174,9 @@ public struct CgroupV1Driver: CgroupDriver {
     /// and signalling it, SIGKILL every task (delivered on thaw), thaw, and wait for the exits.
     public func killAll(_ sliver: String) throws(ResourceError) {
         guard exists(sliver) else { return }
+        // A killed process still needs CPU time to exit: lift a CPU cap first so that a sliver
+        // that used up its quota does not die at the cap's pace (start re-applies the cap).
+        if let cpu = path("cpu", sliver) { try? fs.write(cpu + "/cpu.cfs_quota_us", "-1") }
         for _ in 0..<5 {
             let frozen = (try? setFrozen(true, sliver)) != nil
             for pid in processes(of: sliver) { kill(pid, SIGKILL) }
@@ -175,6 +213,11 @@ public struct CgroupV1Driver: CgroupDriver {
         usage.memoryBytes = number("memory", "memory.usage_in_bytes")
         usage.memoryPeakBytes = number("memory", "memory.max_usage_in_bytes")
         usage.pids = number("pids", "pids.current")
+        if let dir = path("cpuset", sliver), let text = try? fs.read(dir + "/cpuset.cpus") {
+            usage.cpus = text.trimmingCharacters(in: "\n ")
+        }
+        // memory.oom_control: "oom_kill N" counts the processes the OOM killer chose inside this
+        // cgroup because its limit was hit (kernel 4.13+).
         if let dir = path("memory", sliver), let text = try? fs.read(dir + "/memory.oom_control") {
             for line in text.split(separator: "\n") where line.hasPrefix("oom_kill ") {
                 usage.oomKills = UInt64(line.dropFirst("oom_kill ".count))

@@ -43,11 +43,11 @@ public struct CgroupV2Driver: CgroupDriver {
     }
 
     public func apply(_ settings: ResourceSettings, to sliver: String) throws(ResourceError) {
+        try applyCPU(settings, to: sliver)
         let dir = path(sliver)
         do {
-            try fs.write(dir + "/cpu.weight", String(min(10_000, max(1, 100 * settings.cpuShare))))
-            let period = 100_000
-            try fs.write(dir + "/cpu.max", settings.cpuCapPercent.map { "\(period * $0 / 100) \(period)" } ?? "max \(period)")
+            // memory.max is the hard limit (the OOM killer acts inside the cgroup when reclaim
+            // cannot keep it); memory.high throttles and reclaims above it without killing.
             try fs.write(dir + "/memory.max", settings.memoryMaxBytes.map(String.init) ?? "max")
             try fs.write(dir + "/memory.high", settings.memoryHighBytes.map(String.init) ?? "max")
             try fs.write(dir + "/pids.max", settings.pidsMax.map(String.init) ?? "max")
@@ -55,6 +55,29 @@ public struct CgroupV2Driver: CgroupDriver {
             throw ResourceError(error)
         }
         try setFrozen(settings.frozen, sliver)
+    }
+
+    public func applyCPU(_ settings: ResourceSettings, to sliver: String) throws(ResourceError) {
+        let dir = path(sliver)
+        do {
+            // cpu.weight divides contended CPU time among siblings (work conserving); cpu.max
+            // "QUOTA PERIOD" caps it, "max PERIOD" removes the cap.
+            try fs.write(dir + "/cpu.weight", String(settings.cpuWeightV2))
+            let period = ResourceSettings.cfsPeriodMicroseconds
+            try fs.write(dir + "/cpu.max", settings.cfsQuotaMicroseconds.map { "\($0) \(period)" } ?? "max \(period)")
+            if let cpus = settings.cpus, !cpus.isEmpty {
+                try fs.write(dir + "/cpuset.cpus", CPUList.format(cpus))
+            }
+        } catch {
+            throw ResourceError(error)
+        }
+    }
+
+    public func availableCPUs() -> [Int] {
+        for dir in [parentPath, root] {
+            if let text = try? fs.read(dir + "/cpuset.cpus.effective"), let cpus = CPUList.parse(text), !cpus.isEmpty { return cpus }
+        }
+        return []
     }
 
     public func exists(_ sliver: String) -> Bool { fs.exists(path(sliver)) }
@@ -75,6 +98,8 @@ public struct CgroupV2Driver: CgroupDriver {
     /// cgroup.kill (5.14+) SIGKILLs every process of the subtree atomically, forks included.
     public func killAll(_ sliver: String) throws(ResourceError) {
         guard exists(sliver) else { return }
+        // A killed process still needs CPU time to exit: lift a CPU cap first (start re-applies it).
+        try? fs.write(path(sliver) + "/cpu.max", "max \(ResourceSettings.cfsPeriodMicroseconds)")
         do {
             try fs.write(path(sliver) + "/cgroup.kill", "1")
         } catch {
@@ -111,8 +136,10 @@ public struct CgroupV2Driver: CgroupDriver {
         usage.cpuNanoseconds = keyed("cpu.stat", "usage_usec").map { $0 * 1000 }
         usage.memoryBytes = number("memory.current")
         usage.memoryPeakBytes = number("memory.peak")
+        // memory.events oom_kill: processes the OOM killer chose inside this cgroup.
         usage.oomKills = keyed("memory.events", "oom_kill")
         usage.pids = number("pids.current")
+        usage.cpus = (try? fs.read(dir + "/cpuset.cpus.effective")).map { $0.trimmingCharacters(in: "\n ") }
         return usage
     }
 }

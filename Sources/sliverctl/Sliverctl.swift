@@ -12,7 +12,7 @@ struct Sliverctl: ParsableCommand {
         commandName: "sliverctl",
         abstract: "Manage the slivers of this node through sliverd.",
         subcommands: [ImageCommand.self, Create.self, SetAttributes.self, Start.self, Stop.self, Destroy.self,
-                      List.self, Show.self, Exec.self, Keys.self, Ping.self])
+                      List.self, Show.self, Top.self, Exec.self, Keys.self, Ping.self])
 
     /// `sliverctl --socket PATH <command> ...`: a leading --socket applies to every subcommand
     /// (ArgumentParser only reads options after the subcommand name), so it becomes the default
@@ -99,6 +99,12 @@ func describe(_ sliver: SliverView) {
         print("memory:      \(memory) (peak \(peak))")
         print("oom kills:   \(usage.oomKills.map(String.init) ?? "-")")
         print("pids:        \(usage.pids.map(String.init) ?? "-")")
+        print("cpus:        \(usage.cpus ?? "-")")
+        if let used = usage.diskBytes {
+            let limit = usage.diskLimitBytes.map { " of \($0 / 1024) KiB" } ?? " (no limit)"
+            let inodes = usage.diskInodes.map { ", \($0) inodes" } ?? ""
+            print("disk:        \(used / 1024) KiB\(limit)\(inodes)")
+        }
     }
 }
 
@@ -225,6 +231,44 @@ struct Show: ParsableCommand {
         let request = ControlRequest(op: "show", name: name)
         if json { printJSON(connection.raw(request)); return }
         describe(connection.call(request, as: SliverView.self))
+    }
+}
+
+struct Top: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Live table of the slivers' resource use, sorted by CPU (Ctrl-C quits).",
+        discussion: "CPU% is percent of one CPU over the last interval; MEM/PEAK current and peak memory; OOM processes killed by the OOM killer; DISK used/limit of the disk quota.")
+    @OptionGroup var connection: Connection
+    @Flag(help: "Print one table (CPU measured over one interval) and exit.") var once = false
+    @Option(help: "Seconds between refreshes.") var interval: Double = 1
+
+    func run() {
+        guard interval > 0, interval <= 3600 else {
+            fail(NodeError(.invalidArgument, "invalid interval \"\(interval)\": must be 0-3600 seconds", field: "interval"))
+        }
+        var previous = connection.call(ControlRequest(op: "list"), as: [SliverView].self)
+        var then = monotonicSeconds()
+        while true {
+            usleep(UInt32(interval * 1_000_000))
+            let current = connection.call(ControlRequest(op: "list"), as: [SliverView].self)
+            let now = monotonicSeconds()
+            let table = UsageTable.render(UsageTable.rows(previous: previous, current: current, elapsed: now - then))
+            if once {
+                print(table, terminator: "")
+                return
+            }
+            // Home the cursor and clear the screen, then draw: a full redraw every interval.
+            print("\u{1B}[H\u{1B}[2Jsliverd top: \(current.count) slivers, every \(interval) s\n\n" + table, terminator: "")
+            fflush(nil)
+            previous = current
+            then = now
+        }
+    }
+
+    private func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 }
 

@@ -70,13 +70,16 @@ struct TestSetupError: Error, CustomStringConvertible {
 
 /// One isolated "node" for a test: its own state dir, storage dir, socket, cgroup parent
 /// (`sliverd-test-<prefix>`) and ID region, all removed by `cleanup()` even after a failure.
+/// With `btrfsMiB`, the storage dir is a fresh btrfs filesystem of that size on a loop device
+/// with quotas enabled (storage.quota = btrfs); cleanup unmounts it and frees the loop device.
 final class TestNode {
     let prefix: String
     let root: String
     var config: NodeConfig
     private(set) var manager: SliverManager!
+    private(set) var btrfsImage: String?
 
-    init(accounts: Bool = false) throws {
+    init(accounts: Bool = false, btrfsMiB: Int? = nil) throws {
         try TestEnvironment.requireBuilt()
         prefix = String(UInt32.random(in: 0..<UInt32.max), radix: 16)
         root = "/tmp/sliverd-test-\(prefix)"
@@ -100,8 +103,47 @@ final class TestNode {
         config.idSlots = 4
         config.manageAccounts = accounts
         try FileSystem.makeDirectories(root, mode: 0o755)
-        manager = try makeManager()
-        _ = try manager.addImage(name: "busybox", path: TestEnvironment.image)
+        do {
+            if let btrfsMiB { try mountBtrfs(sizeMiB: btrfsMiB) }
+            manager = try makeManager()
+            _ = try manager.addImage(name: "busybox", path: TestEnvironment.image)
+        } catch {
+            cleanup()
+            throw error
+        }
+    }
+
+    /// Whether this machine can run the btrfs tests: mkfs.btrfs, btrfs and the filesystem.
+    static var canUseBtrfs: Bool {
+        FileSystem.exists("/sbin/mkfs.btrfs") || FileSystem.exists("/usr/sbin/mkfs.btrfs") || FileSystem.exists("/usr/bin/mkfs.btrfs")
+    }
+
+    private func mountBtrfs(sizeMiB: Int) throws {
+        let image = root + "/btrfs.img"
+        btrfsImage = image
+        let script = """
+        set -e
+        truncate -s \(sizeMiB)M \(image)
+        mkfs.btrfs -q \(image) >/dev/null
+        mkdir -p \(config.storageDir)
+        mount -t btrfs -o loop,noatime \(image) \(config.storageDir)
+        btrfs quota enable \(config.storageDir)
+        """
+        let result = try Spawn.run(["/bin/sh", "-c", script])
+        guard result.status == 0 else { throw TestSetupError("btrfs setup failed: \(result.stderr)") }
+        config.diskQuota = .btrfs
+    }
+
+    /// Unmounts the btrfs storage and detaches every loop device backed by its image.
+    private func unmountBtrfs() {
+        guard let image = btrfsImage else { return }
+        let script = """
+        if grep -q " \(config.storageDir) " /proc/mounts; then umount \(config.storageDir) || umount -l \(config.storageDir); fi
+        for dev in $(losetup -j \(image) -O NAME -n 2>/dev/null); do losetup -d "$dev"; done
+        true
+        """
+        _ = try? Spawn.run(["/bin/sh", "-c", script])
+        btrfsImage = nil
     }
 
     func makeManager(network: Bool = true) throws -> SliverManager {
@@ -137,6 +179,7 @@ final class TestNode {
             }
             rmdir(dir)
         }
+        unmountBtrfs()
         try? FileSystem.removeTree(root)
     }
 
