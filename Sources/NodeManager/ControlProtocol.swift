@@ -28,6 +28,9 @@ public struct ControlRequest: Codable, Sendable {
     public var signal: Int32?
     /// create, keys.set: SSH public keys of the slice.
     public var keys: [String]?
+    /// ports.reserve / ports.release: "tcp" or "udp" and the port.
+    public var proto: String?
+    public var port: Int?
 
     public init(op: String, name: String? = nil) {
         self.op = op

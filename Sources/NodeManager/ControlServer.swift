@@ -12,6 +12,8 @@ import SliverSystem
 public final class ControlServer {
     private enum Source {
         case listener, vshListener, signals, client, exec(client: Int32), sliverInit(name: String, identity: ProcessIdentity)
+        /// A sliver's broker socket (bound into it at /run/sliverd/broker.sock).
+        case brokerListener(name: String)
     }
 
     private struct Client {
@@ -20,6 +22,8 @@ public final class ControlServer {
         var uid: uid_t = 0
         /// Connected through the vsh socket: only login, winch and signal are served.
         var restricted = false
+        /// Connected through a sliver's broker socket: only that sliver's broker requests.
+        var brokerFor: String?
         /// pidfd of the exec this client waits for; requests queue behind it.
         var exec: Int32?
     }
@@ -34,6 +38,7 @@ public final class ControlServer {
     private var sources: [Int32: Source] = [:]
     private var clients: [Int32: Client] = [:]
     private var initWatches: [String: Int32] = [:]
+    private var brokerListeners: [String: Int32] = [:]
     private var running = true
 
     /// Blocks the daemon's signals and returns a signalfd for them. Call first thing in main,
@@ -138,6 +143,7 @@ public final class ControlServer {
                 switch source {
                 case .listener: accept(listenFD, restricted: false)
                 case .vshListener: accept(vshListenFD, restricted: true)
+                case .brokerListener(let name): accept(fd, restricted: true, broker: name)
                 case .signals: handleSignal()
                 case .client: readClient(fd, hangup: events[i].events & (EPOLLHUP.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue) != 0)
                 case .exec(let client): finishExec(pidfd: fd, client: client)
@@ -167,7 +173,7 @@ public final class ControlServer {
         }
     }
 
-    private func accept(_ listener: Int32, restricted: Bool) {
+    private func accept(_ listener: Int32, restricted: Bool, broker: String? = nil) {
         while true {
             let fd = sliver_accept(listener)
             if fd < 0 { return }
@@ -176,6 +182,7 @@ public final class ControlServer {
             var client = Client()
             client.uid = uid
             client.restricted = restricted
+            client.brokerFor = broker
             clients[fd] = client
             add(fd, .client)
         }
@@ -241,12 +248,16 @@ public final class ControlServer {
         }
     }
 
-    private func respond(_ fd: Int32, _ data: Data) {
+    private func respond(_ fd: Int32, _ data: Data, passing passed: Int32? = nil) {
         var bytes = Array(data)
         bytes.append(UInt8(ascii: "\n"))
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            // A passed descriptor rides on the first chunk only.
+            let fds: [Int32] = offset == 0 ? passed.map { [$0] } ?? [] : []
+            let n = bytes.withUnsafeBytes { raw in
+                fds.withUnsafeBufferPointer { sliver_send_fds(fd, raw.baseAddress! + offset, raw.count - offset, $0.baseAddress, Int32($0.count)) }
+            }
             if n > 0 { offset += n; continue }
             if n < 0 && (errno == EAGAIN || errno == EINTR) {
                 // A slow reader: wait a little for room, but never block the loop for long.
@@ -271,6 +282,10 @@ public final class ControlServer {
         }
         guard request.v == ControlProtocol.version else {
             respond(fd, ResponseEncoding.failure(NodeError(.unsupportedVersion, "protocol version \(request.v) not supported (this sliverd speaks \(ControlProtocol.version))", field: "v")))
+            return
+        }
+        if let sliver = clients[fd]?.brokerFor {
+            handleBroker(fd, sliver: sliver, request: request)
             return
         }
         let restricted = clients[fd]?.restricted ?? true
@@ -347,6 +362,18 @@ public final class ControlServer {
         case "destroy":
             try manager.destroy(try required(request.name, "name"))
             return ResponseEncoding.success([String: String]())
+        case "ports.reserve", "ports.release":
+            let name = try required(request.name, "name")
+            guard let port = request.port else { throw NodeError(.invalidArgument, "missing port", field: "port") }
+            let proto = try required(request.proto, "proto")
+            let record = request.op == "ports.reserve" ? try manager.reservePort(name, proto: proto, port: port)
+                                                       : try manager.releasePort(name, proto: proto, port: port)
+            return ResponseEncoding.success(record.ports)
+        case "ports.list":
+            if let name = request.name { return ResponseEncoding.success([name: try manager.record(name).ports]) }
+            var all: [String: [PortReservation]] = [:]
+            for record in manager.records.values where !record.ports.isEmpty { all[record.name] = record.ports }
+            return ResponseEncoding.success(all)
         case "keys":
             return ResponseEncoding.success(try manager.record(try required(request.name, "name")).keys)
         case "keys.set":
@@ -371,8 +398,58 @@ public final class ControlServer {
         processLines(client)
     }
 
-    /// Keeps exactly one pidfd watch per running sliver's init.
+    /// The broker protocol (docs/broker-protocol.md), served to one sliver on its own socket: the
+    /// socket says who is asking, so no request can name another sliver.
+    private func handleBroker(_ fd: Int32, sliver: String, request: ControlRequest) {
+        do {
+            switch request.op {
+            case "raw":
+                let socket = try manager.rawSocket(sliver, proto: try required(request.proto, "proto"))
+                defer { close(socket) }
+                respond(fd, ResponseEncoding.success([String: String]()), passing: socket)
+                return
+            case "reserve", "release":
+                guard let port = request.port else { throw NodeError(.invalidArgument, "missing port", field: "port") }
+                let proto = try required(request.proto, "proto")
+                let record = request.op == "reserve" ? try manager.reservePort(sliver, proto: proto, port: port)
+                                                     : try manager.releasePort(sliver, proto: proto, port: port)
+                respond(fd, ResponseEncoding.success(record.ports))
+            case "ports":
+                respond(fd, ResponseEncoding.success(try manager.record(sliver).ports))
+            default:
+                throw NodeError(.invalidArgument, "unknown broker op \"\(request.op)\" (raw, reserve, release, ports)", field: "op")
+            }
+        } catch let error as NodeError {
+            respond(fd, ResponseEncoding.failure(error))
+        } catch {
+            respond(fd, ResponseEncoding.failure(NodeError(.internal, "\(error)")))
+        }
+    }
+
+    /// One broker socket per sliver that has a broker directory (network enabled), made after
+    /// the sliver's start and removed with the sliver.
+    private func syncBrokerListeners() {
+        guard manager.config.networkEnabled else { return }
+        for (name, fd) in brokerListeners where manager.records[name] == nil {
+            remove(fd)
+            brokerListeners[name] = nil
+        }
+        for record in manager.records.values where brokerListeners[record.name] == nil {
+            let dir = manager.brokerDirectory(record.name)
+            guard FileSystem.isDirectory(dir) else { continue }
+            do {
+                let fd = try Self.listen(path: dir + "/broker.sock", mode: 0o666)
+                add(fd, .brokerListener(name: record.name))
+                brokerListeners[record.name] = fd
+            } catch {
+                log.error("broker socket failed", metadata: ["sliver": "\(record.name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Keeps exactly one pidfd watch per running sliver's init (and the broker sockets in step).
     private func syncInitWatches() {
+        syncBrokerListeners()
         for (name, fd) in initWatches {
             guard case .sliverInit(_, let identity)? = sources[fd],
                   let record = manager.records[name], record.state == .running, record.initProcess == identity else {

@@ -54,7 +54,7 @@ final class NodeNetwork {
         let publicIPv4 = config.publicAddresses.first { IPNetwork($0)?.family == .v4 }
         do {
             firewall = try NodeFirewall(table: config.nftTable, uplink: config.uplink, publicIPv4: publicIPv4, plan: plan,
-                                        exceptionalPPS: config.exceptionalPPS)
+                                        exceptionalPPS: config.exceptionalPPS, reservable: config.reservablePorts)
         } catch {
             throw NodeError(.internal, "\(error)")
         }
@@ -66,20 +66,34 @@ final class NodeNetwork {
 
     func assignment(_ record: SliverRecord) -> SliverAddressPlan.Assignment? { plan.assignment(id: record.id) }
 
+    static func ports(_ record: SliverRecord) -> [NodeFirewall.Port] {
+        record.ports.map { NodeFirewall.Port(proto: $0.proto, port: $0.port) }
+    }
+
     func install(running: [SliverRecord]) throws(NodeError) {
-        do { try firewall.install(slivers: running.compactMap(assignment)) } catch { throw NodeError(.internal, "\(error)") }
+        let slivers = running.compactMap { r in assignment(r).map { ($0, Self.ports(r)) } }
+        do { try firewall.install(slivers: slivers) } catch { throw NodeError(.internal, "\(error)") }
     }
 
     func attach(_ record: SliverRecord) throws(NodeError) {
         guard let a = assignment(record) else { return }
-        do { try firewall.add(a) } catch { throw NodeError(.internal, "\(error)") }
+        do { try firewall.add(a, ports: Self.ports(record)) } catch { throw NodeError(.internal, "\(error)") }
+    }
+
+    func setPort(_ port: PortReservation, of record: SliverRecord, reserved: Bool) throws(NodeError) {
+        guard let a = assignment(record) else { return }
+        do {
+            try firewall.setPort(NodeFirewall.Port(proto: port.proto, port: port.port), of: a, reserved: reserved)
+        } catch {
+            throw NodeError(.internal, "\(error)")
+        }
     }
 
     /// Removes what a sliver had: its firewall elements and, if its namespace is somehow still
     /// alive, its veth (normally the pair vanished with the namespace).
     func detach(_ record: SliverRecord) {
         guard let a = assignment(record) else { return }
-        firewall.remove(a)
+        firewall.remove(a, ports: Self.ports(record))
         _ = try? LinkTable.delete(a.veth)
     }
 }

@@ -47,6 +47,8 @@ public struct SliceAttributes: Codable, Sendable, Equatable {
         case text
         /// An rlimit value: a non-negative integer, or "-1"/"unlimited".
         case rlimit
+        /// A comma-separated subset of icmp, udp, tcp, gre ("" = none).
+        case rawProtocols
     }
 
     /// Every attribute Sliverd knows, with its unit (PLCAPI's, see conf/sliverd.toml).
@@ -75,6 +77,8 @@ public struct SliceAttributes: Codable, Sendable, Equatable {
             "net_i2_max_kbyte": .integer(0...Int64(1) << 40),
             "net_i2_thresh_kbyte": .integer(0...Int64(1) << 40),
             "vref": .text,
+            // Sliverd extension: raw socket protocols the broker hands this slice (default icmp).
+            "raw_protocols": .rawProtocols,
             "initscript": .text,
             "initscript_code": .text,
         ]
@@ -109,6 +113,11 @@ public struct SliceAttributes: Codable, Sendable, Equatable {
             guard let n = Int(digits), n >= 0, n < 1024 else { throw invalid(value, "must be N or Nb (whole cores)") }
         case .text:
             guard value.utf8.count <= 65536, !value.contains("\0") else { throw invalid(value.prefix(40) + "...", "too long or contains NUL") }
+        case .rawProtocols:
+            let items = value.split(separator: ",").map { String($0).trimmed }
+            guard items.allSatisfy({ ["icmp", "udp", "tcp", "gre"].contains($0) }) else {
+                throw invalid(value, "must be a comma-separated subset of icmp, udp, tcp, gre")
+            }
         case .rlimit:
             guard value == "-1" || value == "unlimited" || UInt64(value) != nil else {
                 throw invalid(value, "must be a non-negative integer, -1 or unlimited")
@@ -119,6 +128,11 @@ public struct SliceAttributes: Codable, Sendable, Equatable {
     // MARK: derived settings
 
     public var isEnabled: Bool { values["enabled"] != "0" }
+
+    /// Raw socket protocols the broker may hand out (default: icmp, so ping works).
+    public var rawProtocols: Set<String> {
+        Set((values["raw_protocols"] ?? "icmp").split(separator: ",").map { String($0).trimmed })
+    }
 
     private func int(_ name: String) -> Int64? { values[name].flatMap { Int64($0) } }
 

@@ -202,6 +202,9 @@ public final class SliverManager {
             cgroups: cgroups.directories(of: record.name), seccompProgram: seccompProgram,
             capabilities: config.capabilitySet, rlimits: record.attributes.resourceLimits,
             bootProgram: config.bootProgram.isEmpty ? nil : config.bootProgram)
+        if config.networkEnabled {
+            spec.brokerDirectory = try prepareBrokerDirectory(record.name)
+        }
         if let a = network?.assignment(record) {
             // A veth left by a previous run whose namespace is still alive would make the
             // helper's create fail (NLM_F_EXCL): it belongs to this sliver by name, so remove it.
@@ -300,6 +303,7 @@ public final class SliverManager {
             log.error("init still alive after cgroup kill", metadata: ["sliver": "\(name)", "pid": "\(initProcess.pid)"])
         }
         appliedSettings[name] = nil
+        _ = try? FileSystem.removeTree(brokerDirectory(name))
         do {
             let layout = SliverLayout(storage: config.storageDir, name: name)
             if layout.exists { try layout.remove(directories: QuotaDirectories(quota: quota, quotaID: 0)) }
@@ -364,6 +368,89 @@ public final class SliverManager {
     }
 
     var accounts: HostAccounts { config.hostAccounts }
+
+    // MARK: broker
+
+    /// `<run_dir>/broker/<name>`: bound read-only onto /run/sliverd in the sliver. Holds the
+    /// broker socket (made by the control server) and the static client (a hard link).
+    public func brokerDirectory(_ name: String) -> String { "\(config.runDir)/broker/\(name)" }
+
+    func prepareBrokerDirectory(_ name: String) throws(NodeError) -> String {
+        let dir = brokerDirectory(name)
+        do {
+            try FileSystem.makeDirectories(dir, mode: 0o755)
+            let client = FileSystem.parentDirectory(config.resolvedHelperPath) + "/sliverd-client"
+            if FileSystem.exists(client) && !FileSystem.exists(dir + "/sliverd-client") {
+                // A hard link of one copy kept in run_dir (same filesystem), not a copy per sliver.
+                let shared = config.runDir + "/sliverd-client"
+                if !FileSystem.exists(shared) {
+                    try FileSystem.writeAtomically(shared, try FileSystem.readFile(client, limit: 64 << 20), mode: 0o755)
+                }
+                try sysCall("broker", "link \(shared) into \(dir)") { link(shared, dir + "/sliverd-client") }
+            }
+        } catch {
+            throw NodeError(error)
+        }
+        return dir
+    }
+
+    /// A raw socket for a sliver, of a protocol its raw_protocols attribute allows, receiving only
+    /// what the sliver owns (its reserved ports for TCP/UDP).
+    public func rawSocket(_ name: String, proto: String) throws(NodeError) -> Int32 {
+        let record = try self.record(name)
+        guard record.attributes.rawProtocols.contains(proto) else {
+            throw NodeError(.permissionDenied, "raw \(proto) sockets are not allowed for \(name) (raw_protocols = \(record.attributes.rawProtocols.sorted().joined(separator: ",")))", field: "proto")
+        }
+        guard record.state == .running, let identity = record.initProcess, identity.isAlive else {
+            throw NodeError(.failedPrecondition, "sliver \(name) is not running", field: "name")
+        }
+        let ports = record.ports.filter { $0.proto == proto }.map(\.port)
+        do {
+            let fd = try launcher.rawSocket(initProcess: identity, proto: proto, ports: ports)
+            log.info("raw socket brokered", metadata: ["sliver": "\(name)", "proto": "\(proto)", "ports": "\(ports)"])
+            return fd
+        } catch {
+            throw NodeError(error)
+        }
+    }
+
+    // MARK: port reservations
+
+    /// Reserves a port on the public address for a sliver: exclusive, persisted, live at once
+    /// while the sliver runs, released on destroy. Idempotent for the owner.
+    public func reservePort(_ name: String, proto: String, port: Int) throws(NodeError) -> SliverRecord {
+        guard config.networkEnabled else { throw NodeError(.failedPrecondition, "this node has no network ([network] uplink is empty)") }
+        var record = try self.record(name)
+        try PortReservation.validate(proto: proto, port: port, range: config.reservablePorts)
+        let wanted = PortReservation(proto: proto, port: port)
+        if record.ports.contains(wanted) { return record }
+        if let owner = records.values.first(where: { $0.name != name && $0.ports.contains(wanted) }) {
+            throw NodeError(.alreadyExists, "\(proto) port \(port) is reserved by sliver \(owner.name)", field: "port")
+        }
+        guard record.ports.count < config.portsPerSlice else {
+            throw NodeError(.resourceExhausted, "sliver \(name) already holds \(record.ports.count) ports (network.ports_per_slice = \(config.portsPerSlice))", field: "port")
+        }
+        record.portReservations = record.ports + [wanted]
+        try store.save(record)
+        records[name] = record
+        if record.state == .running { try network?.setPort(wanted, of: record, reserved: true) }
+        log.info("port reserved", metadata: ["sliver": "\(name)", "proto": "\(proto)", "port": "\(port)"])
+        return record
+    }
+
+    public func releasePort(_ name: String, proto: String, port: Int) throws(NodeError) -> SliverRecord {
+        var record = try self.record(name)
+        let reservation = PortReservation(proto: proto, port: port)
+        guard record.ports.contains(reservation) else {
+            throw NodeError(.notFound, "sliver \(name) holds no \(proto) port \(port)", field: "port")
+        }
+        record.portReservations = record.ports.filter { $0 != reservation }
+        try store.save(record)
+        records[name] = record
+        if record.state == .running { try network?.setPort(reservation, of: record, reserved: false) }
+        log.info("port released", metadata: ["sliver": "\(name)", "proto": "\(proto)", "port": "\(port)"])
+        return record
+    }
 
     /// Replaces the slice's SSH keys; live at once (sshd asks `sliverctl keys` at every login,
     /// and authorized_keys is rewritten for setups without that).

@@ -35,10 +35,15 @@ public struct SliverRecord: Codable, Sendable, Equatable {
     public var sshKeys: [String]?
 
     public var keys: [String] { sshKeys ?? [] }
+    /// Ports reserved on the node's public address (absent in older records).
+    public var portReservations: [PortReservation]?
+
+    public var ports: [PortReservation] { portReservations ?? [] }
 
     enum CodingKeys: String, CodingKey {
         case version, name, image, imagePath = "image_path", attributes, idRange = "id_range", state
         case initProcess = "init_process", createdAt = "created_at", startedAt = "started_at", sshKeys = "ssh_keys"
+        case portReservations = "ports"
     }
 }
 

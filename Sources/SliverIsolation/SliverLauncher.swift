@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import SliverSystem
+import CSliverShim
 
 /// Everything the helper needs to build and boot one sliver.
 public struct LaunchSpec: Sendable {
@@ -17,6 +18,8 @@ public struct LaunchSpec: Sendable {
     public var rlimits: [ResourceLimit]
     /// Program inside the sliver that init runs as `PATH start NAME`.
     public var bootProgram: String?
+    /// Host directory bound read-only onto /run/sliverd inside (the broker socket and client).
+    public var brokerDirectory: String?
     /// The veth to create (host end name) and the addresses ("A/LEN") of both ends, if any.
     public var network: (veth: String, sliverIPv4: String, hostIPv4: String, sliverIPv6: String?, hostIPv6: String?)?
 
@@ -81,6 +84,7 @@ public struct SliverLauncher: Sendable {
         for cgroup in spec.cgroups { argv += ["--cgroup", cgroup] }
         for limit in spec.rlimits { argv += ["--rlimit", limit.helperArgument] }
         if let boot = spec.bootProgram { argv += ["--boot", boot] }
+        if let broker = spec.brokerDirectory { argv += ["--broker-dir", broker] }
         if let net = spec.network {
             argv += ["--veth", net.veth, "--sliver-ipv4", net.sliverIPv4, "--host-ipv4", net.hostIPv4]
             if let v6 = net.sliverIPv6, let h6 = net.hostIPv6 { argv += ["--sliver-ipv6", v6, "--host-ipv6", h6] }
@@ -133,4 +137,49 @@ public struct SliverLauncher: Sendable {
         let line = result.stderr.split(separator: "\n").last.map(String.init) ?? ""
         return line.isEmpty ? "sliver-helper exited with status \(result.status)" : line
     }
+}
+
+extension SliverLauncher {
+    /// A raw socket inside the network namespace of `initProcess`, filtered to `ports` for TCP/UDP
+    /// and locked, made by the helper (host root) and received here over a socketpair.
+    public func rawSocket(initProcess: ProcessIdentity, proto: String, ports: [Int]) throws(IsolationError) -> Int32 {
+        var pair: [Int32] = [0, 0]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            throw IsolationError(.kernel, stage: "rawsock", "socketpair: errno \(errno)")
+        }
+        defer { close(pair[0]) }
+        var argv = [helper, "rawsock", "--pid", String(initProcess.pid), "--proto", proto]
+        for port in ports { argv += ["--port", String(port)] }
+        var errPipe: [Int32] = [0, 0]
+        _ = sliver_pipe_cloexec(&errPipe)
+        let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        let process: SpawnedProcess
+        do {
+            process = try Spawn.start(argv, stdio: (devnull, pair[1], errPipe[1]))
+        } catch {
+            [pair[1], errPipe[0], errPipe[1], devnull].forEach { close($0) }
+            throw IsolationError(error)
+        }
+        [pair[1], errPipe[1], devnull].forEach { close($0) }
+        var status: Int32 = 0
+        while sliver_pidfd_wait(process.pidfd, &status, 0) < 0 && errno == EINTR {}
+        close(process.pidfd)
+        var message = [UInt8](repeating: 0, count: 512)
+        let n = message.withUnsafeMutableBytes { read(errPipe[0], $0.baseAddress, $0.count) }
+        close(errPipe[0])
+        guard status == 0 else {
+            let text = n > 0 ? String(decoding: message[0..<n], as: UTF8.self).trimmingNewline : "status \(status)"
+            throw IsolationError(.helper, stage: "rawsock", text)
+        }
+        var byte: UInt8 = 0
+        var fds: [Int32] = [-1]
+        var nfds: Int32 = 0
+        let got = sliver_recv_fds(pair[0], &byte, 1, &fds, 1, &nfds)
+        guard got == 1, nfds == 1, fds[0] >= 0 else { throw IsolationError(.helper, stage: "rawsock", "the helper passed no socket") }
+        return fds[0]
+    }
+}
+
+extension String {
+    var trimmingNewline: String { hasSuffix("\n") ? String(dropLast()) : self }
 }

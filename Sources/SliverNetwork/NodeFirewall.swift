@@ -23,10 +23,12 @@ public final class NodeFirewall {
     public let plan: SliverAddressPlan
     /// Per-sliver rate of "exceptional" packets (ICMP, ICMPv6, GRE, TCP SYN or RST without ACK).
     public let exceptionalPPS: Int
+    /// Source ports for flows from unreserved ports: everything below the reservable range.
+    public let ephemeralPorts: String
     private let ctx: OpaquePointer
 
     public init(table: String, uplink: String, publicIPv4: String?, plan: SliverAddressPlan,
-                exceptionalPPS: Int = 100) throws(NetworkError) {
+                exceptionalPPS: Int = 100, reservable: ClosedRange<Int> = 61000...65535) throws(NetworkError) {
         guard let ctx = nft_ctx_new(UInt32(NFT_CTX_DEFAULT)) else {
             throw NetworkError(stage: "nftables", "nft_ctx_new", errno: errno)
         }
@@ -39,6 +41,7 @@ public final class NodeFirewall {
         self.publicIPv4 = publicIPv4
         self.plan = plan
         self.exceptionalPPS = exceptionalPPS
+        ephemeralPorts = "1024-\(max(1024, reservable.lowerBound - 1))"
     }
 
     deinit { nft_ctx_free(ctx) }
@@ -54,12 +57,28 @@ public final class NodeFirewall {
 
     var ruleset: String {
         let snat = publicIPv4.map { "snat ip to \($0)" } ?? "masquerade"
+        // Flows that do not come from a reserved port leave from a port outside the reservable
+        // range, so no sliver can ever hold (or receive replies on) another's reserved port.
+        let snatUnreserved = publicIPv4.map { "snat ip to \($0):\(ephemeralPorts)" } ?? "masquerade to :\(ephemeralPorts)"
+        let dnat = publicIPv4.map { address in """
+                ip daddr \(address) tcp dport @tcp_reserved dnat ip to tcp dport map @tcp_dnat4
+                ip daddr \(address) udp dport @udp_reserved dnat ip to udp dport map @udp_dnat4
+        """ } ?? ""
         let v6 = plan.ipv6.map { "oifname \"\(uplink)\" ip6 saddr \($0) masquerade" } ?? ""
         let prefix = SliverAddressPlan.vethPrefix
         return """
         table inet \(table) {
             set src4 { type ifname . ipv4_addr; }
             set src6 { type ifname . ipv6_addr; }
+            map tcp_dnat4 { type inet_service : ipv4_addr; }
+            map udp_dnat4 { type inet_service : ipv4_addr; }
+            set tcp_reserved { type inet_service; }
+            set udp_reserved { type inet_service; }
+            set reserved_src { type ipv4_addr . inet_proto . inet_service; }
+            chain prerouting {
+                type nat hook prerouting priority dstnat; policy accept;
+        \(dnat)
+            }
             chain input {
                 type filter hook input priority filter; policy accept;
                 iifname "\(prefix)*" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept
@@ -75,10 +94,13 @@ public final class NodeFirewall {
                 iifname "\(prefix)*" tcp flags & (rst | ack) == rst meter exceptional_rst size 65536 { iifname limit rate over \(exceptionalPPS)/second burst \(max(5, exceptionalPPS / 10)) packets } drop
                 oifname "\(prefix)*" iifname != "\(uplink)" drop
                 oifname "\(prefix)*" ct state established,related accept
+                oifname "\(prefix)*" iifname "\(uplink)" ct status dnat accept
                 oifname "\(prefix)*" drop
             }
             chain postrouting {
                 type nat hook postrouting priority srcnat; policy accept;
+                oifname "\(uplink)" ip saddr . meta l4proto . th sport @reserved_src \(snat)
+                oifname "\(uplink)" ip saddr \(plan.ipv4) meta l4proto { tcp, udp } \(snatUnreserved)
                 oifname "\(uplink)" ip saddr \(plan.ipv4) \(snat)
                 \(v6)
             }
@@ -88,27 +110,57 @@ public final class NodeFirewall {
 
     /// Replaces the whole table in one transaction (declaring it first makes the delete valid
     /// when it does not exist yet), with the elements of the slivers that run now.
-    public func install(slivers: [SliverAddressPlan.Assignment]) throws(NetworkError) {
+    public func install(slivers: [(SliverAddressPlan.Assignment, [Port])]) throws(NetworkError) {
         var commands = "table inet \(table) {}\ndelete table inet \(table)\n" + ruleset + "\n"
-        for sliver in slivers { commands += elements("add", sliver) }
+        for (sliver, ports) in slivers { commands += elements("add", sliver, ports: ports) }
         try run(commands, "install table inet \(table)")
     }
 
-    func elements(_ verb: String, _ a: SliverAddressPlan.Assignment) -> String {
+    /// A port on the public address reserved for one sliver.
+    public struct Port: Sendable, Equatable {
+        public var proto: String  // "tcp" or "udp"
+        public var port: Int
+        public init(proto: String, port: Int) {
+            self.proto = proto
+            self.port = port
+        }
+    }
+
+    func elements(_ verb: String, _ a: SliverAddressPlan.Assignment, ports: [Port] = []) -> String {
         var out = "\(verb) element inet \(table) src4 { \"\(a.veth)\" . \(a.sliverIPv4.address) }\n"
         if let v6 = a.sliverIPv6 { out += "\(verb) element inet \(table) src6 { \"\(a.veth)\" . \(v6.address) }\n" }
+        for p in ports { out += portElements(verb, a, p) }
         return out
     }
 
-    /// Idempotent: "add element" of an existing element is no error.
-    public func add(_ sliver: SliverAddressPlan.Assignment) throws(NetworkError) {
-        try run(elements("add", sliver), "add sliver \(sliver.veth)")
+    func portElements(_ verb: String, _ a: SliverAddressPlan.Assignment, _ p: Port) -> String {
+        let address = a.sliverIPv4.address
+        return """
+        \(verb) element inet \(table) \(p.proto)_dnat4 { \(p.port) : \(address) }
+        \(verb) element inet \(table) \(p.proto)_reserved { \(p.port) }
+        \(verb) element inet \(table) reserved_src { \(address) . \(p.proto) . \(p.port) }
+
+        """
     }
 
-    public func remove(_ sliver: SliverAddressPlan.Assignment) {
+    /// Makes a reservation live (or takes it back) for a running sliver.
+    public func setPort(_ p: Port, of a: SliverAddressPlan.Assignment, reserved: Bool) throws(NetworkError) {
+        if reserved {
+            try run(portElements("add", a, p), "reserve \(p.proto) port \(p.port) for \(a.veth)")
+        } else {
+            for line in portElements("delete", a, p).split(separator: "\n") { _ = try? run(String(line), "release port") }
+        }
+    }
+
+    /// Idempotent: "add element" of an existing element is no error.
+    public func add(_ sliver: SliverAddressPlan.Assignment, ports: [Port] = []) throws(NetworkError) {
+        try run(elements("add", sliver, ports: ports), "add sliver \(sliver.veth)")
+    }
+
+    public func remove(_ sliver: SliverAddressPlan.Assignment, ports: [Port] = []) {
         // "destroy" (nft >= 1.0.8) would ignore missing elements; 1.0.6 has only delete, which
         // fails on a missing one: remove what is there, one element per transaction.
-        for line in elements("delete", sliver).split(separator: "\n") {
+        for line in elements("delete", sliver, ports: ports).split(separator: "\n") where !line.isEmpty {
             _ = try? run(String(line), "remove sliver \(sliver.veth)")
         }
     }

@@ -143,6 +143,7 @@ void sh_parse_create(struct sh_config *cfg, int argc, char **argv)
                 sh_usage("--veth: \"%s\" is not a valid interface name", v);
             set_once(&cfg->veth, opt, v);
         }
+        else if (strcmp(opt, "--broker-dir") == 0) set_once(&cfg->broker_dir, opt, absolute(opt, v));
         else if (strcmp(opt, "--sliver-ipv4") == 0) set_once(&cfg->sliver_ipv4, opt, v);
         else if (strcmp(opt, "--host-ipv4") == 0) set_once(&cfg->host_ipv4, opt, v);
         else if (strcmp(opt, "--sliver-ipv6") == 0) set_once(&cfg->sliver_ipv6, opt, v);
@@ -206,4 +207,26 @@ void sh_parse_enter(struct sh_config *cfg, int argc, char **argv)
     cfg->gid = gid ? parse_u32("--gid", gid) : 0;
     if (!cfg->cwd) cfg->cwd = "/";
     finish_common(cfg, caps);
+}
+
+void sh_parse_rawsock(struct sh_config *cfg, int argc, char **argv)
+{
+    const char *pid = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char *opt = argv[i];
+        if (i + 1 >= argc) sh_usage("%s needs a value", opt);
+        const char *v = argv[++i];
+        if (strcmp(opt, "--pid") == 0) set_once(&pid, opt, v);
+        else if (strcmp(opt, "--proto") == 0) set_once(&cfg->raw_proto, opt, v);
+        else if (strcmp(opt, "--port") == 0) {
+            uint32_t port = parse_u32("--port", v);
+            if (port == 0 || port > 65535) sh_usage("--port: %s is not a port", v);
+            if (cfg->n_raw_ports >= SH_MAX_LIST) sh_usage("--port: more than %d ports", SH_MAX_LIST);
+            cfg->raw_ports[cfg->n_raw_ports++] = (int)port;
+        } else sh_usage("unknown option %s for rawsock", opt);
+    }
+    if (!pid || !cfg->raw_proto) sh_usage("rawsock needs --pid and --proto");
+    uint32_t p = parse_u32("--pid", pid);
+    if (p == 0 || p > 0x3fffffff) sh_usage("--pid: %s is not a process id", pid);
+    cfg->pid = (pid_t)p;
 }

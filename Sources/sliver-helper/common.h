@@ -134,6 +134,10 @@ struct sh_config {
     /* create --veth NAME: a veth pair, host end NAME, peer eth0 in the sliver, with these addresses
      * ("A/LEN"; the host end's address is the sliver's gateway). */
     const char *veth, *sliver_ipv4, *host_ipv4, *sliver_ipv6, *host_ipv6;
+    const char *broker_dir; /* create --broker-dir: bound read-only onto /run/sliverd */
+    const char *raw_proto;  /* rawsock --proto */
+    int raw_ports[SH_MAX_LIST]; /* rawsock --port (repeatable): the sliver's reserved ports */
+    int n_raw_ports;
     const char *user; /* enter --user: run as this user of the sliver (created if missing) */
     int login;   /* enter --login: the user's login shell instead of a command */
 };
@@ -190,5 +194,7 @@ int sh_create(struct sh_config *cfg);                      /* create.c: host sid
 _Noreturn void sh_init(const struct sh_config *cfg, int rootfd, int donefd); /* init.c: pid 1 */
 int sh_enter(struct sh_config *cfg);                       /* enter.c */
 void sh_setup_network(const struct sh_config *cfg, pid_t init); /* net.c: host side of create */
+int sh_rawsock(struct sh_config *cfg);                     /* rawsock.c */
+void sh_parse_rawsock(struct sh_config *cfg, int argc, char **argv);
 
 #endif

@@ -203,6 +203,25 @@ static void setup_sys(int rootfd)
     close(sys);
 }
 
+/* The sliver's side of the broker: the daemon's per-sliver directory (its broker socket and the
+ * static client) bound read-only onto /run/sliverd. The source is a root-owned host directory
+ * the sliver cannot write; the target is resolved inside the new root without symlinks. */
+static void setup_broker(const struct sh_config *cfg, int rootfd)
+{
+    if (!cfg->broker_dir) return;
+    int tree = sh_open_tree(AT_FDCWD, cfg->broker_dir, SH_OPEN_TREE_CLONE | O_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+    if (tree < 0) sh_fail("broker", errno, "open_tree %s", cfg->broker_dir);
+    struct sh_mount_attr attr = {.attr_set = SH_MOUNT_ATTR_RDONLY | SH_MOUNT_ATTR_NOSUID | SH_MOUNT_ATTR_NODEV};
+    if (sh_mount_setattr(tree, "", AT_EMPTY_PATH, &attr) < 0) sh_fail("broker", errno, "mount_setattr %s read-only", cfg->broker_dir);
+    int run = root_dir(rootfd, "run");
+    if (mkdirat(run, "sliverd", 0755) < 0 && errno != EEXIST) sh_fail("broker", errno, "mkdir /run/sliverd");
+    int target = sh_openat2(run, "sliverd", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, BENEATH);
+    if (target < 0) sh_fail("broker", errno, "open /run/sliverd in the new root (directory, no symlinks)");
+    attach(tree, target, "broker directory onto /run/sliverd");
+    close(target);
+    close(run);
+}
+
 static void pivot(const struct sh_config *cfg, int rootfd)
 {
     /* pivot_root(".", "."): the old root ends up stacked on the new one at "/", and detaching "."
@@ -365,6 +384,7 @@ void sh_init(const struct sh_config *cfg, int rootfd, int donefd)
     setup_dev(rootfd);
     setup_proc(rootfd);
     setup_sys(rootfd);
+    setup_broker(cfg, rootfd);
     pivot(cfg, rootfd);
     write_slicename(cfg, rootfd);
     loopback_up();

@@ -1,5 +1,5 @@
 /*
- * sliver-helper create|enter ... (docs/helper-interface.md)
+ * sliver-helper create|enter|rawsock ... (docs/helper-interface.md)
  *
  * Started by sliverd with posix_spawn; single-threaded; exits as soon as its job is done.
  * Exit status: 0 success, 1 failure (one line on stderr), 2 usage error; enter returns the command's.
@@ -27,5 +27,9 @@ int main(int argc, char **argv)
         sh_parse_enter(&cfg, argc, argv);
         return sh_enter(&cfg);
     }
-    sh_usage("expected \"create\" or \"enter\" as the first argument");
+    if (argc >= 2 && strcmp(argv[1], "rawsock") == 0) {
+        sh_parse_rawsock(&cfg, argc, argv);
+        return sh_rawsock(&cfg);
+    }
+    sh_usage("expected \"create\", \"enter\" or \"rawsock\" as the first argument");
 }

@@ -12,7 +12,7 @@ struct Sliverctl: ParsableCommand {
         commandName: "sliverctl",
         abstract: "Manage the slivers of this node through sliverd.",
         subcommands: [ImageCommand.self, Create.self, SetAttributes.self, Start.self, Stop.self, Destroy.self,
-                      List.self, Show.self, Top.self, Exec.self, Keys.self, Ping.self])
+                      List.self, Show.self, Top.self, Exec.self, Keys.self, Ports.self, Ping.self])
 
     /// `sliverctl --socket PATH <command> ...`: a leading --socket applies to every subcommand
     /// (ArgumentParser only reads options after the subcommand name), so it becomes the default
@@ -311,6 +311,36 @@ struct Keys: ParsableCommand {
         var request = ControlRequest(op: setFile == nil ? "keys" : "keys.set", name: name)
         if let setFile { request.keys = readKeys(setFile) }
         for key in connection.call(request, as: [String].self) { print(key) }
+    }
+}
+
+struct Ports: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ports reserved on the node's public address: ports reserve|release NAME tcp|udp PORT, ports list [NAME].")
+    @OptionGroup var connection: Connection
+    @Argument(help: "reserve, release or list") var action: String
+    @Argument var name: String?
+    @Argument var proto: String?
+    @Argument var port: Int?
+
+    func run() {
+        switch action {
+        case "reserve", "release":
+            guard let name, let proto, let port else {
+                fail(NodeError(.invalidArgument, "usage: sliverctl ports \(action) NAME tcp|udp PORT", field: "ports"))
+            }
+            var request = ControlRequest(op: "ports.\(action)", name: name)
+            request.proto = proto
+            request.port = port
+            _ = connection.call(request, as: [PortReservation].self)
+        case "list":
+            let all = connection.call(ControlRequest(op: "ports.list", name: name), as: [String: [PortReservation]].self)
+            for (sliver, ports) in all.sorted(by: { $0.key < $1.key }) {
+                for p in ports.sorted(by: { ($0.proto, $0.port) < ($1.proto, $1.port) }) { print("\(sliver)\t\(p.proto)\t\(p.port)") }
+            }
+        default:
+            fail(NodeError(.invalidArgument, "unknown ports action \"\(action)\" (reserve, release, list)", field: "ports"))
+        }
     }
 }
 

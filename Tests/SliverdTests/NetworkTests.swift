@@ -255,3 +255,76 @@ struct NetworkTests {
         }
     }
 }
+
+/// The broker inside slivers: brokered raw sockets and port reservations.
+@Suite(.serialized, .enabled(if: TestEnvironment.isRoot, "needs root"))
+struct BrokerTests {
+    @Test func portsAndRawSockets() throws {
+        let node = try TestNode()
+        node.config.uplink = "up0"
+        node.config.publicAddresses = [NetworkTests.TestNetwork.nodeAddress]
+        node.config.nftTable = "sliverd_broker"
+        // B opens 1000 connections below: above the default SYN rate limit (tested elsewhere).
+        node.config.exceptionalPPS = 100_000
+        let network = try NetworkTests.TestNetwork(prefix: node.prefix)
+        let daemon = try DaemonTests.Daemon(node, netns: network.node)
+        var server: SpawnedProcess?
+        defer {
+            if let server { kill(server.pid, SIGKILL); var s: Int32 = 0; waitpid(server.pid, &s, 0) }
+            daemon.stop(signal: SIGKILL)
+            node.cleanup()
+            network.remove()
+        }
+        try daemon.start()
+        let a = node.name("bra"), b = node.name("brb")
+        #expect(try daemon.ctl(["create", a, "--image", "busybox", "--set", "raw_protocols=icmp,tcp"]).status == 0)
+        #expect(try daemon.ctl(["create", b, "--image", "busybox"]).status == 0)
+        let log = node.root + "/remote.log"
+        let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        server = try Spawn.start(["/usr/bin/nsenter", "--net=/run/netns/\(network.remote)", "--", "/usr/bin/python3", "-c",
+                                  NetworkTests.remoteServer, log], stdio: (devnull, devnull, devnull))
+        close(devnull)
+        for _ in 0..<300 where !FileSystem.exists(log + ".ready") { usleep(10_000) }
+        let client = "/run/sliverd/sliverd-client"
+
+        // The remote host answers pings sent through a brokered raw ICMP socket (no CAP_NET_RAW).
+        let ping = try daemon.ctl(["exec", a, "--", client, "ping", NetworkTests.TestNetwork.remoteAddress, "2"])
+        #expect(ping.status == 0 && ping.stdout.contains("reply from \(NetworkTests.TestNetwork.remoteAddress)"), "\(ping.stdout)\(ping.stderr)")
+        // A raw protocol the slice is not granted is refused with the reason.
+        let udpRaw = try daemon.ctl(["exec", b, "--", client, "raw", "tcp"])
+        #expect(udpRaw.status != 0 && udpRaw.stderr.contains("not allowed"), "\(udpRaw.stderr)")
+
+        // A reserves TCP 61000 from inside; the remote host reaches A's listener there through the
+        // node's public address; an unreserved port is not reachable; B cannot take A's port.
+        #expect(try daemon.ctl(["exec", a, "--", client, "reserve", "tcp", "61000"]).status == 0)
+        _ = try daemon.ctl(["exec", a, "--", "/bin/sh", "-c", "nc -l -p 61000 -e /bin/echo from-a >/dev/null 2>&1 &"])
+        usleep(200_000)
+        let inbound = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", NetworkTests.TestNetwork.nodeAddress, "61000"])
+        #expect(inbound.stdout == "from-a\n", "\(inbound.stdout)\(inbound.stderr)")
+        let closed = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "1", NetworkTests.TestNetwork.nodeAddress, "61001"])
+        #expect(!closed.stdout.contains("from"), "\(closed.stdout)")
+        let steal = try daemon.ctl(["exec", b, "--", client, "reserve", "tcp", "61000"])
+        #expect(steal.status != 0 && steal.stderr.contains("reserved by sliver \(a)"), "\(steal.stderr)")
+        #expect(try daemon.ctl(["ports", "list"]).stdout.contains("\(a)\ttcp\t61000"))
+
+        // A's raw TCP socket (filtered to its reserved ports) sees none of B's 1000 connections,
+        // and sees the SYN/ACK of its own connection from its reserved port.
+        _ = try daemon.ctl(["exec", a, "--", "/bin/sh", "-c", "pkill -f 'nc -l -p 61000' ; true"])
+        _ = try daemon.ctl(["exec", a, "--", "/bin/sh", "-c", "\(client) sniff tcp 6 > /tmp/sniffed 2>&1 &"])
+        usleep(300_000)
+        let own = try daemon.ctl(["exec", a, "--", "/bin/netprobe", "tcp", NetworkTests.TestNetwork.remoteAddress, "8080", "2", "61000"])
+        #expect(own.stdout == "peer=\(NetworkTests.TestNetwork.nodeAddress)\n", "\(own.stdout)")
+        let flood = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", NetworkTests.TestNetwork.remoteAddress, "8080", "2", "0", "1000"])
+        #expect(flood.status == 0 && flood.stdout.split(separator: "\n").count == 1000, "\(flood.stderr)")
+        for _ in 0..<100 where (try? daemon.ctl(["exec", a, "--", "/bin/cat", "/tmp/sniffed"]).stdout.isEmpty) ?? true { usleep(100_000) }
+        let sniffed = Int(try daemon.ctl(["exec", a, "--", "/bin/cat", "/tmp/sniffed"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        // Its own connection: SYN/ACK, the data segment, FIN (and ACKs) arrive at port 61000;
+        // B's 1000 connections would be thousands of packets.
+        #expect(sniffed >= 1 && sniffed < 20, "A's raw socket saw \(sniffed) packets")
+
+        // After A's destroy the port is free again.
+        #expect(try daemon.ctl(["destroy", a]).status == 0)
+        #expect(try daemon.ctl(["exec", b, "--", client, "reserve", "tcp", "61000"]).status == 0)
+        daemon.stop(signal: SIGTERM)
+    }
+}

@@ -1,6 +1,7 @@
 // netprobe: a TCP/UDP client for the network tests, run inside slivers (built static at test
 // time). `netprobe tcp|udp ADDRESS PORT [TIMEOUT_S]` connects (TCP) or sends "ping\n" (UDP) and
 // prints what the peer answers; exit 0 when an answer came, 1 otherwise (with the reason).
+// A 5th argument binds the local port first (to use a reserved port).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,7 +12,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+static int probe(int argc, char **argv);
+
+// A 6th argument repeats the whole probe COUNT times (one process for a burst of connections).
 int main(int argc, char **argv) {
+    int count = argc > 6 ? atoi(argv[6]) : 1, failures = 0;
+    for (int i = 0; i < count; i++) failures += probe(argc > 5 && atoi(argv[5]) == 0 ? 5 : argc, argv) != 0;
+    return failures ? 1 : 0;
+}
+
+static int probe(int argc, char **argv) {
     if (argc < 4) { fprintf(stderr, "usage: netprobe tcp|udp ADDRESS PORT [TIMEOUT_S]\n"); return 2; }
     int udp = strcmp(argv[1], "udp") == 0;
     int timeout_ms = (argc > 4 ? atoi(argv[4]) : 2) * 1000;
@@ -33,6 +43,12 @@ int main(int argc, char **argv) {
     }
     int fd = socket(family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK, 0);
     if (fd < 0) { printf("socket failed %d\n", errno); return 1; }
+    if (argc > 5) {
+        struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[5]))};
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) { printf("bind failed %d\n", errno); return 1; }
+    }
     if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) { printf("connect failed %d\n", errno); return 1; }
     struct pollfd p = {.fd = fd, .events = POLLOUT};
     if (poll(&p, 1, timeout_ms) <= 0) { printf("connect timeout\n"); return 1; }
@@ -48,5 +64,6 @@ int main(int argc, char **argv) {
     if (n <= 0) { printf("no answer %d\n", n < 0 ? errno : 0); return 1; }
     buf[n] = 0;
     fputs(buf, stdout);
+    close(fd);
     return 0;
 }
