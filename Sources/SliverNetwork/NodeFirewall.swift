@@ -13,7 +13,8 @@ import CNftables
 /// - anti-spoofing: a packet from a sliver's veth whose source is not that sliver's address is
 ///   dropped (`iifname . saddr` must be in the sliver's set);
 /// - slivers reach only the uplink (never each other's private addresses), inbound to a sliver
-///   only replies; outbound leaves with the node's public address (source NAT);
+///   only replies and its reserved ports; outbound leaves with the node's public address (source
+///   NAT); one sliver reaches another only through a reserved public port (hairpin NAT);
 /// - "exceptional" packets (ICMP, ICMPv6, GRE, bare TCP SYN or RST) are limited per sliver: a
 ///   meter keyed by the sliver's veth, so one sliver's flood never eats another's allowance.
 public final class NodeFirewall {
@@ -60,6 +61,9 @@ public final class NodeFirewall {
         // Flows that do not come from a reserved port leave from a port outside the reservable
         // range, so no sliver can ever hold (or receive replies on) another's reserved port.
         let snatUnreserved = publicIPv4.map { "snat ip to \($0):\(ephemeralPorts)" } ?? "masquerade to :\(ephemeralPorts)"
+        // Hairpin: a sliver reaching another through the public address and a reserved port is
+        // NATed both ways like any outside host: the owner sees the public address as source.
+        let hairpin = publicIPv4.map { "oifname \"\(SliverAddressPlan.vethPrefix)*\" iifname \"\(SliverAddressPlan.vethPrefix)*\" ct status dnat snat ip to \($0)" } ?? ""
         let dnat = publicIPv4.map { address in """
                 ip daddr \(address) tcp dport @tcp_reserved dnat ip to tcp dport map @tcp_dnat4
                 ip daddr \(address) udp dport @udp_reserved dnat ip to udp dport map @udp_dnat4
@@ -88,6 +92,7 @@ public final class NodeFirewall {
                 type filter hook forward priority filter; policy accept;
                 iifname "\(prefix)*" meta nfproto ipv4 iifname . ip saddr != @src4 drop
                 iifname "\(prefix)*" meta nfproto ipv6 iifname . ip6 saddr != @src6 drop
+                iifname "\(prefix)*" oifname "\(prefix)*" ct status dnat accept
                 iifname "\(prefix)*" oifname != "\(uplink)" drop
                 iifname "\(prefix)*" meta l4proto { icmp, ipv6-icmp, gre } meter exceptional_ip size 65536 { iifname limit rate over \(exceptionalPPS)/second burst \(max(5, exceptionalPPS / 10)) packets } drop
                 iifname "\(prefix)*" tcp flags & (syn | rst | ack) == syn meter exceptional_syn size 65536 { iifname limit rate over \(exceptionalPPS)/second burst \(max(5, exceptionalPPS / 10)) packets } drop
@@ -99,6 +104,7 @@ public final class NodeFirewall {
             }
             chain postrouting {
                 type nat hook postrouting priority srcnat; policy accept;
+                \(hairpin)
                 oifname "\(uplink)" ip saddr . meta l4proto . th sport @reserved_src \(snat)
                 oifname "\(uplink)" ip saddr \(plan.ipv4) meta l4proto { tcp, udp } \(snatUnreserved)
                 oifname "\(uplink)" ip saddr \(plan.ipv4) \(snat)

@@ -301,6 +301,19 @@ struct BrokerTests {
         usleep(200_000)
         let inbound = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", NetworkTests.TestNetwork.nodeAddress, "61000"])
         #expect(inbound.stdout == "from-a\n", "\(inbound.stdout)\(inbound.stderr)")
+        // B reaches A's reserved port through the public address (hairpin), like any outside host.
+        _ = try daemon.ctl(["exec", a, "--", "/bin/sh", "-c", "nc -l -p 61000 -e /bin/echo from-a-again >/dev/null 2>&1 &"])
+        usleep(200_000)
+        let hairpin = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", NetworkTests.TestNetwork.nodeAddress, "61000", "2"])
+        #expect(hairpin.stdout == "from-a-again\n", "\(hairpin.stdout)\(hairpin.stderr)")
+        // Reservations survive a daemon killed with SIGKILL and restarted (the table is rebuilt
+        // from the records at start).
+        daemon.stop(signal: SIGKILL)
+        try daemon.start()
+        _ = try daemon.ctl(["exec", a, "--", "/bin/sh", "-c", "nc -l -p 61000 -e /bin/echo after-restart >/dev/null 2>&1 &"])
+        usleep(200_000)
+        let afterRestart = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", NetworkTests.TestNetwork.nodeAddress, "61000"])
+        #expect(afterRestart.stdout == "after-restart\n", "\(afterRestart.stdout)\(afterRestart.stderr)")
         let closed = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "1", NetworkTests.TestNetwork.nodeAddress, "61001"])
         #expect(!closed.stdout.contains("from"), "\(closed.stdout)")
         let steal = try daemon.ctl(["exec", b, "--", client, "reserve", "tcp", "61000"])
