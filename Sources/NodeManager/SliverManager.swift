@@ -291,11 +291,15 @@ public final class SliverManager {
             log.error("cgroup teardown failed", metadata: ["sliver": "\(name)", "error": "\(error)"])
         }
         // A killed process leaves cgroup.procs when it starts exiting, before it is a zombie;
-        // under CPU pressure that gap is visible, so give the init a moment to finish dying.
-        var waited = 0
-        while let initProcess, initProcess.isAlive, waited < 250 {
-            usleep(20_000)
-            waited += 1
+        // under CPU pressure that gap is visible, so give the init up to 5 s to finish dying,
+        // waiting on its pidfd (readable the moment it exits) rather than polling.
+        if let initProcess, initProcess.isAlive {
+            let pidfd = sliver_pidfd_open_checked(initProcess)
+            if pidfd >= 0 {
+                var pfd = pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)
+                _ = poll(&pfd, 1, 5000)
+                close(pidfd)
+            }
         }
         if let initProcess, initProcess.isAlive {
             // Only possible if the init left its cgroups, which it cannot do: report it.
