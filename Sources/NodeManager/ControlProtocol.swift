@@ -31,6 +31,8 @@ public struct ControlRequest: Codable, Sendable {
     /// ports.reserve / ports.release: "tcp" or "udp" and the port.
     public var proto: String?
     public var port: Int?
+    /// address.assign: a pool address (absent = release).
+    public var address: String?
 
     public init(op: String, name: String? = nil) {
         self.op = op
@@ -51,6 +53,7 @@ public struct SliverView: Codable, Sendable {
     public var createdAt: Double
     public var startedAt: Double?
     public var usage: ResourceUsage?
+    public var poolAddress: String?
 
     enum CodingKeys: String, CodingKey {
         case name, id, state, image, attributes, idBase = "id_base", idCount = "id_count", initPid = "init_pid"
@@ -70,6 +73,7 @@ public struct SliverView: Codable, Sendable {
         createdAt = record.createdAt
         startedAt = record.startedAt
         self.usage = usage
+        poolAddress = record.poolAddress
     }
 }
 

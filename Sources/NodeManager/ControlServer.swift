@@ -369,6 +369,8 @@ public final class ControlServer {
             let record = request.op == "ports.reserve" ? try manager.reservePort(name, proto: proto, port: port)
                                                        : try manager.releasePort(name, proto: proto, port: port)
             return ResponseEncoding.success(record.ports)
+        case "address.assign":
+            return ResponseEncoding.success(view(try manager.assignPoolAddress(try required(request.name, "name"), address: request.address)))
         case "ports.list":
             if let name = request.name { return ResponseEncoding.success([name: try manager.record(name).ports]) }
             var all: [String: [PortReservation]] = [:]

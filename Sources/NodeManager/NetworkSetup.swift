@@ -72,12 +72,21 @@ final class NodeNetwork {
 
     func install(running: [SliverRecord]) throws(NodeError) {
         let slivers = running.compactMap { r in assignment(r).map { ($0, Self.ports(r)) } }
-        do { try firewall.install(slivers: slivers) } catch { throw NodeError(.internal, "\(error)") }
+        let pool = running.compactMap { r -> (SliverAddressPlan.Assignment, String)? in
+            guard let address = r.poolAddress, let a = assignment(r) else { return nil }
+            return (a, address)
+        }
+        do { try firewall.install(slivers: slivers, pool: pool) } catch { throw NodeError(.internal, "\(error)") }
     }
 
     func attach(_ record: SliverRecord) throws(NodeError) {
         guard let a = assignment(record) else { return }
-        do { try firewall.add(a, ports: Self.ports(record)) } catch { throw NodeError(.internal, "\(error)") }
+        do {
+            try firewall.add(a, ports: Self.ports(record))
+            if let address = record.poolAddress { try firewall.setPoolAddress(address, of: a, assigned: true) }
+        } catch {
+            throw NodeError(.internal, "\(error)")
+        }
     }
 
     func setPort(_ port: PortReservation, of record: SliverRecord, reserved: Bool) throws(NodeError) {
@@ -94,6 +103,14 @@ final class NodeNetwork {
     func detach(_ record: SliverRecord) {
         guard let a = assignment(record) else { return }
         firewall.remove(a, ports: Self.ports(record))
+        if let address = record.poolAddress { try? firewall.setPoolAddress(address, of: a, assigned: false) }
         _ = try? LinkTable.delete(a.veth)
+    }
+}
+
+extension NodeNetwork {
+    func setPoolAddress(_ address: String, of record: SliverRecord, assigned: Bool) throws(NodeError) {
+        guard let a = assignment(record) else { return }
+        do { try firewall.setPoolAddress(address, of: a, assigned: assigned) } catch { throw NodeError(.internal, "\(error)") }
     }
 }

@@ -418,6 +418,31 @@ public final class SliverManager {
         }
     }
 
+    // MARK: pool addresses
+
+    /// Gives a sliver a whole public address from network.address_pool (1:1 NAT), or takes it
+    /// back (address nil). Exclusive, persisted, live while the sliver runs.
+    public func assignPoolAddress(_ name: String, address: String?) throws(NodeError) -> SliverRecord {
+        guard config.networkEnabled else { throw NodeError(.failedPrecondition, "this node has no network ([network] uplink is empty)") }
+        var record = try self.record(name)
+        if let address {
+            guard config.addressPool.contains(address) else {
+                throw NodeError.invalid("address", address, "not in network.address_pool (\(config.addressPool.joined(separator: ", ")))")
+            }
+            if let owner = records.values.first(where: { $0.name != name && $0.poolAddress == address }) {
+                throw NodeError(.alreadyExists, "address \(address) is assigned to sliver \(owner.name)", field: "address")
+            }
+        }
+        if record.poolAddress == address { return record }
+        if let old = record.poolAddress, record.state == .running { try network?.setPoolAddress(old, of: record, assigned: false) }
+        record.poolAddress = address
+        try store.save(record)
+        records[name] = record
+        if let address, record.state == .running { try network?.setPoolAddress(address, of: record, assigned: true) }
+        log.info("pool address \(address == nil ? "released" : "assigned")", metadata: ["sliver": "\(name)", "address": "\(address ?? "-")"])
+        return record
+    }
+
     // MARK: port reservations
 
     /// Reserves a port on the public address for a sliver: exclusive, persisted, live at once

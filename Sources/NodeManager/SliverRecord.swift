@@ -37,13 +37,15 @@ public struct SliverRecord: Codable, Sendable, Equatable {
     public var keys: [String] { sshKeys ?? [] }
     /// Ports reserved on the node's public address (absent in older records).
     public var portReservations: [PortReservation]?
+    /// A whole public address from network.address_pool (1:1 NAT), if assigned.
+    public var poolAddress: String?
 
     public var ports: [PortReservation] { portReservations ?? [] }
 
     enum CodingKeys: String, CodingKey {
         case version, name, image, imagePath = "image_path", attributes, idRange = "id_range", state
         case initProcess = "init_process", createdAt = "created_at", startedAt = "started_at", sshKeys = "ssh_keys"
-        case portReservations = "ports"
+        case portReservations = "ports", poolAddress = "pool_address"
     }
 }
 

@@ -74,6 +74,8 @@ public final class NodeFirewall {
         table inet \(table) {
             set src4 { type ifname . ipv4_addr; }
             set src6 { type ifname . ipv6_addr; }
+            map pool_in4 { type ipv4_addr : ipv4_addr; }
+            map pool_out4 { type ipv4_addr : ipv4_addr; }
             map tcp_dnat4 { type inet_service : ipv4_addr; }
             map udp_dnat4 { type inet_service : ipv4_addr; }
             set tcp_reserved { type inet_service; }
@@ -81,6 +83,7 @@ public final class NodeFirewall {
             set reserved_src { type ipv4_addr . inet_proto . inet_service; }
             chain prerouting {
                 type nat hook prerouting priority dstnat; policy accept;
+                dnat ip to ip daddr map @pool_in4
         \(dnat)
             }
             chain input {
@@ -105,6 +108,7 @@ public final class NodeFirewall {
             chain postrouting {
                 type nat hook postrouting priority srcnat; policy accept;
                 \(hairpin)
+                oifname "\(uplink)" snat ip to ip saddr map @pool_out4
                 oifname "\(uplink)" ip saddr . meta l4proto . th sport @reserved_src \(snat)
                 oifname "\(uplink)" ip saddr \(plan.ipv4) meta l4proto { tcp, udp } \(snatUnreserved)
                 oifname "\(uplink)" ip saddr \(plan.ipv4) \(snat)
@@ -116,9 +120,13 @@ public final class NodeFirewall {
 
     /// Replaces the whole table in one transaction (declaring it first makes the delete valid
     /// when it does not exist yet), with the elements of the slivers that run now.
-    public func install(slivers: [(SliverAddressPlan.Assignment, [Port])]) throws(NetworkError) {
+    public func install(slivers: [(SliverAddressPlan.Assignment, [Port])], pool: [(SliverAddressPlan.Assignment, String)] = []) throws(NetworkError) {
         var commands = "table inet \(table) {}\ndelete table inet \(table)\n" + ruleset + "\n"
         for (sliver, ports) in slivers { commands += elements("add", sliver, ports: ports) }
+        for (sliver, address) in pool {
+            commands += "add element inet \(table) pool_in4 { \(address) : \(sliver.sliverIPv4.address) }\n"
+            commands += "add element inet \(table) pool_out4 { \(sliver.sliverIPv4.address) : \(address) }\n"
+        }
         try run(commands, "install table inet \(table)")
     }
 
@@ -147,6 +155,21 @@ public final class NodeFirewall {
         \(verb) element inet \(table) reserved_src { \(address) . \(p.proto) . \(p.port) }
 
         """
+    }
+
+    /// A whole public address from the pool for one sliver (1:1 NAT): everything to it reaches the
+    /// sliver, everything the sliver sends leaves from it.
+    public func setPoolAddress(_ address: String, of a: SliverAddressPlan.Assignment, assigned: Bool) throws(NetworkError) {
+        let commands = """
+        \(assigned ? "add" : "delete") element inet \(table) pool_in4 { \(address) : \(a.sliverIPv4.address) }
+        \(assigned ? "add" : "delete") element inet \(table) pool_out4 { \(a.sliverIPv4.address) : \(address) }
+
+        """
+        if assigned {
+            try run(commands, "assign \(address) to \(a.veth)")
+        } else {
+            for line in commands.split(separator: "\n") { _ = try? run(String(line), "unassign \(address)") }
+        }
     }
 
     /// Makes a reservation live (or takes it back) for a running sliver.

@@ -12,7 +12,7 @@ struct Sliverctl: ParsableCommand {
         commandName: "sliverctl",
         abstract: "Manage the slivers of this node through sliverd.",
         subcommands: [ImageCommand.self, Create.self, SetAttributes.self, Start.self, Stop.self, Destroy.self,
-                      List.self, Show.self, Top.self, Exec.self, Keys.self, Ports.self, Ping.self])
+                      List.self, Show.self, Top.self, Exec.self, Keys.self, Ports.self, Address.self, Ping.self])
 
     /// `sliverctl --socket PATH <command> ...`: a leading --socket applies to every subcommand
     /// (ArgumentParser only reads options after the subcommand name), so it becomes the default
@@ -341,6 +341,27 @@ struct Ports: ParsableCommand {
         default:
             fail(NodeError(.invalidArgument, "unknown ports action \"\(action)\" (reserve, release, list)", field: "ports"))
         }
+    }
+}
+
+struct Address: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A whole public address from network.address_pool for a sliver (1:1 NAT): address assign NAME ADDR | release NAME.")
+    @OptionGroup var connection: Connection
+    @Argument(help: "assign or release") var action: String
+    @Argument var name: String
+    @Argument var address: String?
+
+    func run() {
+        guard action == "assign" || action == "release" else {
+            fail(NodeError(.invalidArgument, "unknown address action \"\(action)\" (assign, release)", field: "address"))
+        }
+        var request = ControlRequest(op: "address.assign", name: name)
+        if action == "assign" {
+            guard let address else { fail(NodeError(.invalidArgument, "usage: sliverctl address assign NAME ADDRESS", field: "address")) }
+            request.address = address
+        }
+        _ = connection.call(request, as: SliverView.self)
     }
 }
 

@@ -46,6 +46,7 @@ struct DaemonTests {
             [network]
             uplink = "\(node.config.uplink)"
             public_addresses = [\(node.config.publicAddresses.map { "\"\($0)\"" }.joined(separator: ", "))]
+            address_pool = [\(node.config.addressPool.map { "\"\($0)\"" }.joined(separator: ", "))]
             nft_table = "\(node.config.nftTable)"
             exceptional_pps = \(node.config.exceptionalPPS)
             """

@@ -264,6 +264,7 @@ struct BrokerTests {
         node.config.uplink = "up0"
         node.config.publicAddresses = [NetworkTests.TestNetwork.nodeAddress]
         node.config.nftTable = "sliverd_broker"
+        node.config.addressPool = ["198.51.100.10"]
         // B opens 1000 connections below: above the default SYN rate limit (tested elsewhere).
         node.config.exceptionalPPS = 100_000
         let network = try NetworkTests.TestNetwork(prefix: node.prefix)
@@ -334,6 +335,23 @@ struct BrokerTests {
         // Its own connection: SYN/ACK, the data segment, FIN (and ACKs) arrive at port 61000;
         // B's 1000 connections would be thousands of packets.
         #expect(sniffed >= 1 && sniffed < 20, "A's raw socket saw \(sniffed) packets")
+
+        // A whole pool address for B (1:1 NAT): reachable on any port, and B's flows leave from it.
+        // (The operator routes pool addresses to the node; here: configured on the uplink.)
+        try network.run(["ip", "-n", network.node, "addr", "add", "198.51.100.10/32", "dev", "up0"])
+        #expect(try daemon.ctl(["address", "assign", b, "198.51.100.10"]).status == 0)
+        let other = try daemon.ctl(["address", "assign", a, "198.51.100.10"])
+        #expect(other.status != 0 && other.stderr.contains("assigned to sliver \(b)"), "\(other.stderr)")
+        #expect(try daemon.ctl(["address", "assign", a, "203.0.113.9"]).stderr.contains("not in network.address_pool"))
+        let fromPool = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", NetworkTests.TestNetwork.remoteAddress, "8080"])
+        #expect(fromPool.stdout == "peer=198.51.100.10\n", "\(fromPool.stdout)")
+        _ = try daemon.ctl(["exec", b, "--", "/bin/sh", "-c", "nc -l -p 7777 -e /bin/echo b-by-pool >/dev/null 2>&1 &"])
+        usleep(200_000)
+        let toPool = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", "198.51.100.10", "7777"])
+        #expect(toPool.stdout == "b-by-pool\n", "\(toPool.stdout)\(toPool.stderr)")
+        #expect(try daemon.ctl(["address", "release", b]).status == 0)
+        let released = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", NetworkTests.TestNetwork.remoteAddress, "8080"])
+        #expect(released.stdout == "peer=\(NetworkTests.TestNetwork.nodeAddress)\n", "\(released.stdout)")
 
         // After A's destroy the port is free again.
         #expect(try daemon.ctl(["destroy", a]).status == 0)
