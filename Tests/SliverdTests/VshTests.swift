@@ -14,16 +14,22 @@ struct VshTests {
     final class SSHServer {
         let port: Int
         let root: String
+        /// sshd runs an AuthorizedKeysCommand only from a path whose every directory is root-owned
+        /// and not group/world-writable: a checkout under /tmp is not, so the test uses a copy here.
+        let keysDir: String
         var process: SpawnedProcess?
 
         init(root: String, daemon: DaemonTests.Daemon) throws {
             self.root = root
             port = Int.random(in: 20000..<60000)
+            keysDir = "/run/sliverd-test-keys-\(daemon.node.prefix)"
+            try FileSystem.makeDirectories(keysDir, mode: 0o755)
+            try FileSystem.writeAtomically(keysDir + "/sliverctl", try FileSystem.readFile(TestEnvironment.sliverctl, limit: 256 << 20), mode: 0o755)
             try FileSystem.makeDirectories("/run/sshd", mode: 0o755)
             _ = try Spawn.run(["/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", root + "/hostkey"])
             let snippet = try FileSystem.readString(TestEnvironment.repoRoot + "/conf/sshd_config.d/sliverd.conf")
                 .replacingOccurrences(of: "/usr/local/bin/sliverctl keys %u",
-                                      with: "\(TestEnvironment.sliverctl) --socket \(daemon.node.config.socketPath) keys %u")
+                                      with: "\(keysDir)/sliverctl --socket \(daemon.node.config.socketPath) keys %u")
                 .replacingOccurrences(of: "Match Group slices", with: "Match Group \(daemon.node.config.accountGroup)")
             let config = """
             Port \(port)
@@ -53,6 +59,7 @@ struct VshTests {
         }
 
         func stop() {
+            try? FileSystem.removeTree(keysDir)
             guard let process else { return }
             kill(process.pid, SIGTERM)
             var status: Int32 = 0
