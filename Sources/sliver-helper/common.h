@@ -150,6 +150,11 @@ struct sh_msg {
     char text[500];
 };
 
+/* The helper's own argument area (main's argv strings, contiguous), which init overwrites so that
+ * the sliver's `ps` shows "sliver-init NAME" instead of host paths. */
+extern char *sh_args_start;
+extern size_t sh_args_len;
+
 /* ---- errors (common.c) ---- */
 /* Where a failure goes: stderr (host side, enter child) or the status pipe (sliver side of create). */
 extern int sh_status_fd;

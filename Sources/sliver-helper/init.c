@@ -291,6 +291,16 @@ static void stdio_to_null(void)
     if (fd > 2) close(fd);
 }
 
+/* /proc/1/cmdline inside the sliver reads init's argument area, which still holds the helper's
+ * command line: host paths of the image, the storage and the cgroups. Overwrite it in place (the
+ * strings init still needs are copied first by the caller). */
+static void hide_command_line(const char *name)
+{
+    if (!sh_args_start || sh_args_len == 0) return;
+    memset(sh_args_start, 0, sh_args_len);
+    snprintf(sh_args_start, sh_args_len, "sliver-init %s", name);
+}
+
 static void start_boot(const struct sh_config *cfg)
 {
     /* The boot program is optional: a sliver whose filesystem has none boots without it. We are
@@ -398,6 +408,18 @@ void sh_init(const struct sh_config *cfg, int rootfd, int donefd)
     stdio_to_null();
     /* Nothing of the host stays open: only the two pipes to the helper, closed after reporting. */
     sh_close_from(3, sh_status_fd, donefd);
+    /* cfg's strings live in the argument area: keep copies of the two still needed. */
+    static char name[256], boot[4096];
+    static struct sh_config kept;
+    kept = *cfg;
+    snprintf(name, sizeof name, "%s", cfg->name);
+    kept.name = name;
+    if (cfg->boot) {
+        snprintf(boot, sizeof boot, "%s", cfg->boot);
+        kept.boot = boot;
+    }
+    cfg = &kept;
+    hide_command_line(cfg->name);
     if (cfg->boot) start_boot(cfg);
     if (prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0) < 0) sh_fail("init", errno, "PR_SET_PDEATHSIG 0");
     struct sh_msg ready = {.kind = MSG_READY};

@@ -9,8 +9,15 @@
 #include <string.h>
 #include <sys/prctl.h>
 
+char *sh_args_start;
+size_t sh_args_len;
+
 int main(int argc, char **argv)
 {
+    if (argc > 0) {
+        sh_args_start = argv[0];
+        sh_args_len = (size_t)(argv[argc - 1] + strlen(argv[argc - 1]) - argv[0]);
+    }
     /* Not dumpable from the first instruction: no process of a sliver may ptrace this host-root
      * process or open its /proc entries, even after it has joined the sliver's namespaces. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);

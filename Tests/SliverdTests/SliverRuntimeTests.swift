@@ -65,6 +65,11 @@ struct SliverRuntimeTests {
         let dangerous: UInt64 = CapabilitySet.forbidden.mask
         #expect(UInt64(status["CapBnd"] ?? "", radix: 16).map { $0 & dangerous } == 0)
 
+        // No host path shows through init's command line.
+        let cmdline = try node.run(name, ["/bin/cat", "/proc/1/cmdline"]).stdout
+        #expect(cmdline.hasPrefix("sliver-init \(name)"), "\(cmdline)")
+        #expect(!cmdline.contains(node.root) && !cmdline.contains("/sys/fs/cgroup"), "\(cmdline)")
+
         // The init itself runs restricted too.
         let initStatus = statusFields(try node.run(name, ["/bin/cat", "/proc/1/status"]).stdout)
         #expect(initStatus["Seccomp"] == "2" || initStatus["Seccomp"] == nil)
