@@ -131,8 +131,7 @@ public final class SliverManager {
                                   idRange: range, state: .creating, initProcess: nil,
                                   createdAt: Date().timeIntervalSince1970, startedAt: nil, sshKeys: keys)
         // Persist intent first: a crash from here on is found and rolled back at the next start.
-        try store.save(record)
-        records[name] = record
+        try persist(record)
         let layout = SliverLayout(storage: config.storageDir, name: name)
         let directories = QuotaDirectories(quota: quota, quotaID: quotaID(range))
         do {
@@ -147,8 +146,7 @@ public final class SliverManager {
                 try accounts.writeKeys(name, keys)
             }
             if start { try launch(&record) }
-            try store.save(record)
-            records[name] = record
+            try persist(record)
         } catch {
             log.error("create failed, rolling back", metadata: ["sliver": "\(name)", "error": "\(error)"])
             teardown(name)
@@ -187,8 +185,7 @@ public final class SliverManager {
             log.error("start failed", metadata: ["sliver": "\(name)", "error": "\(error)"])
             throw Self.nodeError(error)
         }
-        try store.save(record)
-        records[name] = record
+        try persist(record)
         rebalanceCPU()
         log.info("sliver started", metadata: ["sliver": "\(name)", "init_pid": "\(record.initProcess?.pid ?? 0)"])
         return record
@@ -225,8 +222,7 @@ public final class SliverManager {
         stopProcesses(record)
         record.state = .stopped
         record.initProcess = nil
-        try store.save(record)
-        records[name] = record
+        try persist(record)
         rebalanceCPU()
         log.info("sliver stopped", metadata: ["sliver": "\(name)"])
         return record
@@ -256,8 +252,7 @@ public final class SliverManager {
     public func destroy(_ name: String) throws(NodeError) {
         var record = try self.record(name)
         record.state = .destroying
-        try store.save(record)
-        records[name] = record
+        try persist(record)
         var complete = teardown(name, initProcess: record.initProcess)
         if config.manageAccounts {
             do {
@@ -340,8 +335,7 @@ public final class SliverManager {
                 throw Self.nodeError(error)
             }
         }
-        try store.save(record)
-        records[name] = record
+        try persist(record)
         rebalanceCPU()
         log.info("sliver attributes changed", metadata: ["sliver": "\(name)", "changed": "\(attributes.keys.sorted())"])
         return record
@@ -436,8 +430,7 @@ public final class SliverManager {
         if record.poolAddress == address { return record }
         if let old = record.poolAddress, record.state == .running { try network?.setPoolAddress(old, of: record, assigned: false) }
         record.poolAddress = address
-        try store.save(record)
-        records[name] = record
+        try persist(record)
         if let address, record.state == .running { try network?.setPoolAddress(address, of: record, assigned: true) }
         log.info("pool address \(address == nil ? "released" : "assigned")", metadata: ["sliver": "\(name)", "address": "\(address ?? "-")"])
         return record
@@ -460,8 +453,7 @@ public final class SliverManager {
             throw NodeError(.resourceExhausted, "sliver \(name) already holds \(record.ports.count) ports (network.ports_per_slice = \(config.portsPerSlice))", field: "port")
         }
         record.portReservations = record.ports + [wanted]
-        try store.save(record)
-        records[name] = record
+        try persist(record)
         if record.state == .running { try network?.setPort(wanted, of: record, reserved: true) }
         log.info("port reserved", metadata: ["sliver": "\(name)", "proto": "\(proto)", "port": "\(port)"])
         return record
@@ -474,8 +466,7 @@ public final class SliverManager {
             throw NodeError(.notFound, "sliver \(name) holds no \(proto) port \(port)", field: "port")
         }
         record.portReservations = record.ports.filter { $0 != reservation }
-        try store.save(record)
-        records[name] = record
+        try persist(record)
         if record.state == .running { try network?.setPort(reservation, of: record, reserved: false) }
         log.info("port released", metadata: ["sliver": "\(name)", "proto": "\(proto)", "port": "\(port)"])
         return record
@@ -487,8 +478,7 @@ public final class SliverManager {
         var record = try self.record(name)
         for key in keys { try SSHKey.validate(key) }
         record.sshKeys = keys
-        try store.save(record)
-        records[name] = record
+        try persist(record)
         if config.manageAccounts { try accounts.writeKeys(name, keys) }
         log.info("sliver keys changed", metadata: ["sliver": "\(name)", "keys": "\(keys.count)"])
         return record
@@ -626,6 +616,13 @@ public final class SliverManager {
         }
         // Nothing is known to be applied after a restart: write the CPU plan to every sliver.
         rebalanceCPU()
+    }
+
+    /// Writes a record (atomically) and then makes it the in-memory truth: never the other way
+    /// round, so memory never holds a state the disk does not.
+    func persist(_ record: SliverRecord) throws(NodeError) {
+        try store.save(record)
+        records[record.name] = record
     }
 
     static func nodeError(_ error: any Error) -> NodeError {

@@ -117,14 +117,7 @@ public enum FileSystem {
             throw SystemError(stage: "readdir", attempted: "open directory \(path)", errno: errno)
         }
         defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
+        return entries(dir).sorted()
     }
 
     /// rm -rf that never follows symlinks and never crosses into another filesystem (a mount left
@@ -145,12 +138,8 @@ public enum FileSystem {
         try sysCall("remove", "rmdir \(path)") { rmdir(path) }
     }
 
-    private static func removeContents(dirfd: Int32, device: dev_t, path: String) throws(SystemError) {
-        guard let dir = fdopendir(dirfd) else {
-            close(dirfd)
-            throw SystemError(stage: "remove", attempted: "fdopendir \(path)", errno: errno)
-        }
-        defer { closedir(dir) }
+    /// The names in an open directory stream, without "." and "..".
+    private static func entries(_ dir: OpaquePointer) -> [String] {
         var names: [String] = []
         while let entry = readdir(dir) {
             let name = withUnsafePointer(to: entry.pointee.d_name) {
@@ -158,7 +147,16 @@ public enum FileSystem {
             }
             if name != "." && name != ".." { names.append(name) }
         }
-        for name in names {
+        return names
+    }
+
+    private static func removeContents(dirfd: Int32, device: dev_t, path: String) throws(SystemError) {
+        guard let dir = fdopendir(dirfd) else {
+            close(dirfd)
+            throw SystemError(stage: "remove", attempted: "fdopendir \(path)", errno: errno)
+        }
+        defer { closedir(dir) }
+        for name in entries(dir) {
             var st = stat()
             try sysCall("remove", "fstatat \(path)/\(name)") { fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) }
             if (st.st_mode & S_IFMT) == S_IFDIR {
