@@ -3,7 +3,7 @@
 //
 // Layers (arrows point down only):
 //   executables (sliverd, sliverctl, vsh, plcd; sliver-helper in C, see bootscripts/sliverd-build)
-//     -> NodeManager (model, state, config, control API)
+//     -> NodeManager (model, state, config, control API, provisioning: sources, reconciler)
 //       -> SliverIsolation, SliverResources, SliverNetwork, PLCProtocol (XML-RPC, PLCAPI auth, GetSlivers)
 //         -> SliverSystem (errno-carrying syscalls, files, spawning)
 //           -> C: CSliverShim, CSeccomp, CCap, CMnl, CNftables
@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "NodeManager",
             dependencies: [
-                "SliverSystem", "SliverIsolation", "SliverResources", "SliverNetwork", "CSliverShim",
+                "SliverSystem", "SliverIsolation", "SliverResources", "SliverNetwork", "PLCProtocol", "CSliverShim",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

@@ -86,10 +86,8 @@ public struct NodeConfig: Sendable, Equatable {
     /// Project quotas: the sliver in ID slot n gets project id project_id_base + n.
     public var projectIDBase: UInt32 = 1_000_000
 
-    // [provisioning]
-    /// "file" (the embedded default: a GetSlivers-shaped snapshot on disk) or "plc".
-    public var provisioningSource = "file"
-    public var provisioningFile = ""
+    // [provisioning] (ProvisioningSettings.swift)
+    public var provisioning = ProvisioningSettings()
 
     public init() {}
 
@@ -118,7 +116,7 @@ public struct NodeConfig: Sendable, Equatable {
             "network": ["uplink", "public_addresses", "address_pool", "sliver_ipv4", "sliver_ipv6", "port_range",
                         "ports_per_slice", "exceptional_pps", "nft_table"],
             "storage": ["quota", "default_disk_max", "project_id_base"],
-            "provisioning": ["source", "file", "plc_url", "ca_cert", "node_credentials", "period_s", "jitter_s"],
+            "provisioning": ProvisioningSettings.keys,
         ]
         for (table, keys) in document.tables {
             guard let allowed = known[table] else {
@@ -252,11 +250,7 @@ public struct NodeConfig: Sendable, Equatable {
         if let v = try integer("storage", "project_id_base", 1...Int64(UInt32.max) - Int64(config.idSlots)) {
             config.projectIDBase = UInt32(v)
         }
-        if let v = try string("provisioning", "source") {
-            guard v == "file" || v == "plc" else { throw NodeError.invalid("provisioning.source", v, "must be file or plc") }
-            config.provisioningSource = v
-        }
-        if let v = try string("provisioning", "file") { config.provisioningFile = v }
+        config.provisioning = try ProvisioningSettings(table: document.tables["provisioning"] ?? [:])
         self = config
     }
 
