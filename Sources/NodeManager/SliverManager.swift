@@ -26,7 +26,11 @@ public final class SliverManager {
     let launcher: SliverLauncher
     let seccompProgram: String
     var log: Logger
-    public private(set) var records: [String: SliverRecord] = [:]
+    /// internal(set): the provisioning extension (SliverManager+Provisioning) updates records too.
+    public internal(set) var records: [String: SliverRecord] = [:]
+    /// Names whose record file exists but cannot be read: never touched (not recreated, not
+    /// destroyed, their cgroups and directories not taken for orphans) until an operator acts.
+    public internal(set) var unreadable: Set<String> = []
     public private(set) var images: [String: ImageRecord] = [:]
     let network: NodeNetwork?
 
@@ -117,6 +121,9 @@ public final class SliverManager {
         try SliceName.validate(name)
         for key in keys { try SSHKey.validate(key) }
         guard records[name] == nil else { throw NodeError(.alreadyExists, "sliver \"\(name)\" already exists", field: "name") }
+        guard !unreadable.contains(name) else {
+            throw NodeError(.failedPrecondition, "sliver \"\(name)\" has an unreadable record in \(store.slivers); an operator must fix or remove it", field: "name")
+        }
         guard let imageRecord = images[image] else {
             throw NodeError(.notFound, "unknown image \"\(image)\" (registered: \(images.keys.sorted().joined(separator: ", ")))", field: "image")
         }
@@ -313,12 +320,16 @@ public final class SliverManager {
         return ok
     }
 
-    /// Changes attributes; cgroup-backed ones apply to the running sliver at once.
-    public func set(_ name: String, attributes: [String: String]) throws(NodeError) -> SliverRecord {
+    /// Changes attributes; cgroup-backed ones apply to the running sliver at once. `replacing`:
+    /// the attributes become exactly these (the reconciler: a tag PLC dropped returns to its default).
+    public func set(_ name: String, attributes: [String: String], replacing: Bool = false) throws(NodeError) -> SliverRecord {
         var record = try self.record(name)
-        try record.attributes.merge(attributes)
-        // The disk quota holds whether or not the sliver runs.
-        if attributes.keys.contains(where: { $0 == "disk_max" || $0 == "disk_inodes_max" }) {
+        let before = record.attributes
+        if replacing { record.attributes = try SliceAttributes(attributes) } else { try record.attributes.merge(attributes) }
+        // The disk quota holds whether or not the sliver runs. (Replacing can also drop disk_max:
+        // the limit then returns to the default.)
+        let disk = ["disk_max", "disk_inodes_max"]
+        if attributes.keys.contains(where: disk.contains) || disk.contains(where: { before[$0] != record.attributes[$0] }) {
             do {
                 try quota.setLimit(record.attributes.diskLimit(defaultKiB: config.defaultDiskMaxKiB),
                                    path: SliverLayout(storage: config.storageDir, name: name).directory, quotaID: quotaID(record.idRange))
@@ -563,6 +574,8 @@ public final class SliverManager {
         let (loaded, unreadable) = try store.loadSlivers()
         for (path, reason) in unreadable {
             log.error("unreadable sliver record left in place", metadata: ["path": "\(path)", "reason": "\(reason)"])
+            let file = path.split(separator: "/").last.map(String.init) ?? ""
+            if file.hasSuffix(".json") { self.unreadable.insert(String(file.dropLast(5))) }
         }
         for record in loaded { records[record.name] = record }
         for record in loaded.sorted(by: { $0.name < $1.name }) {
@@ -597,7 +610,7 @@ public final class SliverManager {
                 _ = try? accounts.ensure(record.name)
                 try? accounts.writeKeys(record.name, record.keys)
             }
-            for member in accounts.members() where records[member] == nil && (try? SliceName.validate(member)) != nil {
+            for member in accounts.members() where records[member] == nil && !self.unreadable.contains(member) && (try? SliceName.validate(member)) != nil {
                 log.warning("removing orphan slice account", metadata: ["sliver": "\(member)"])
                 try? accounts.remove(member)
             }
@@ -605,11 +618,11 @@ public final class SliverManager {
         // The firewall table as a whole, with the elements of the slivers that run now (atomic).
         try network?.install(running: records.values.filter { $0.state == .running })
         // Orphans: kernel objects and directories named like slivers we have no record of.
-        for orphan in cgroups.slivers() where records[orphan] == nil {
+        for orphan in cgroups.slivers() where records[orphan] == nil && !self.unreadable.contains(orphan) {
             log.warning("removing orphan cgroup", metadata: ["sliver": "\(orphan)"])
             teardown(orphan)
         }
-        for entry in (try? FileSystem.listDirectory(config.storageDir)) ?? [] where records[entry] == nil {
+        for entry in (try? FileSystem.listDirectory(config.storageDir)) ?? [] where records[entry] == nil && !self.unreadable.contains(entry) {
             guard (try? SliceName.validate(entry)) != nil else { continue }
             log.warning("removing orphan sliver directory", metadata: ["sliver": "\(entry)"])
             teardown(entry)

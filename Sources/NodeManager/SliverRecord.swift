@@ -33,6 +33,8 @@ public struct SliverRecord: Codable, Sendable, Equatable {
     public var startedAt: Double?
     /// SSH public keys of the slice's users (absent in records written before keys existed).
     public var sshKeys: [String]?
+    /// The provisioned initscript last run in this sliver (absent: none ran).
+    public var initscript: InitscriptRun?
 
     public var keys: [String] { sshKeys ?? [] }
     /// Ports reserved on the node's public address (absent in older records).
@@ -46,6 +48,21 @@ public struct SliverRecord: Codable, Sendable, Equatable {
         case version, name, image, imagePath = "image_path", attributes, idRange = "id_range", state
         case initProcess = "init_process", createdAt = "created_at", startedAt = "started_at", sshKeys = "ssh_keys"
         case portReservations = "ports", poolAddress = "pool_address"
+        case initscript
+    }
+}
+
+/// Which initscript ran for which boot of a sliver: `start` runs once per boot (a new
+/// `started_at`), `restart` when the code's hash changes. Kept in the record so a daemon restart
+/// neither repeats nor forgets it.
+public struct InitscriptRun: Codable, Sendable, Equatable {
+    /// SHA-1 of the code that ran.
+    public var hash: String
+    /// The sliver's `started_at` when it ran.
+    public var startedAt: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case hash, startedAt = "started_at"
     }
 }
 

@@ -120,5 +120,10 @@ public struct SliversSnapshot: Sendable, Equatable {
         public var index: Int
         public var name: String?
         public var reason: String
+        public init(index: Int, name: String?, reason: String) {
+            self.index = index
+            self.name = name
+            self.reason = reason
+        }
     }
 }
