@@ -7,13 +7,15 @@ import Logging
 import SliverSystem
 
 /// The daemon's single event loop: one epoll set holding the control socket, its clients, a
-/// signalfd, the pidfds of running `exec`s and the pidfd of every sliver's init. One thread
+/// signalfd, the pidfds of running `exec`s, the pidfd of every sliver's init and, when the node
+/// is provisioned, the provisioner's timerfd, fetch pipe and initscript pidfds. One thread
 /// serves every sliver; nothing per sliver but an fd in the set.
-public final class ControlServer {
+public final class ControlServer: ProvisioningLoop {
     private enum Source {
         case listener, vshListener, signals, client, exec(client: Int32), sliverInit(name: String, identity: ProcessIdentity)
         /// A sliver's broker socket (bound into it at /run/sliverd/broker.sock).
         case brokerListener(name: String)
+        case provisioning
     }
 
     private struct Client {
@@ -26,10 +28,17 @@ public final class ControlServer {
         var brokerFor: String?
         /// pidfd of the exec this client waits for; requests queue behind it.
         var exec: Int32?
+        /// Waiting for a `sync` to finish; requests queue behind it.
+        var waitingSync = false
+        /// Tells connections apart when a descriptor number is reused.
+        var serial = 0
     }
 
     let manager: SliverManager
+    /// nil when provisioning is off ([provisioning] source = "file" with no file).
+    let provisioner: Provisioner?
     var log: Logger
+    private var serials = 0
     let socketPath: String
     private let epfd: Int32
     private let listenFD: Int32
@@ -51,8 +60,9 @@ public final class ControlServer {
         return signals.withUnsafeBufferPointer { sliver_block_signals_fd($0.baseAddress, Int32($0.count)) }
     }
 
-    public init(manager: SliverManager, signalFD: Int32, logger: Logger) throws(NodeError) {
+    public init(manager: SliverManager, provisioner: Provisioner? = nil, signalFD: Int32, logger: Logger) throws(NodeError) {
         self.manager = manager
+        self.provisioner = provisioner
         self.log = logger
         self.signalFD = signalFD
         socketPath = manager.config.socketPath
@@ -70,7 +80,12 @@ public final class ControlServer {
         add(vshListenFD, .vshListener)
         add(signalFD, .signals)
         syncInitWatches()
+        try provisioner?.attach(to: self)
     }
+
+    func watch(_ fd: Int32) { add(fd, .provisioning) }
+
+    func unwatch(_ fd: Int32) { remove(fd) }
 
     /// Creates the listening socket. A stale socket file from a previous daemon is replaced; any
     /// other file at that path is refused rather than deleted.
@@ -151,6 +166,9 @@ public final class ControlServer {
                     remove(fd)
                     initWatches[name] = nil
                     manager.initExited(name, identity: identity)
+                case .provisioning:
+                    provisioner?.handle(fd)
+                    syncInitWatches()
                 }
             }
         }
@@ -183,6 +201,8 @@ public final class ControlServer {
             client.uid = uid
             client.restricted = restricted
             client.brokerFor = broker
+            serials += 1
+            client.serial = serials
             clients[fd] = client
             add(fd, .client)
         }
@@ -227,6 +247,7 @@ public final class ControlServer {
 
     private func processLines(_ fd: Int32) {
         while var client = clients[fd], let newline = client.buffer.firstIndex(of: UInt8(ascii: "\n")) {
+            if client.waitingSync { return }
             let line = client.buffer[client.buffer.startIndex..<newline]
             if let exec = client.exec {
                 // While a command runs, the connection carries only its window-size changes and
@@ -318,6 +339,10 @@ public final class ControlServer {
                 log.info("exec started", metadata: ["sliver": "\(request.name ?? "")", "pid": "\(process.pid)", "argv0": "\(request.argv?.first ?? "")"])
                 return
             }
+            if request.op == "sync" {
+                try startSync(fd)
+                return
+            }
             respond(fd, try dispatch(request))
         } catch let error as NodeError {
             respond(fd, ResponseEncoding.failure(error))
@@ -384,10 +409,33 @@ public final class ControlServer {
             return ResponseEncoding.success(view(try manager.record(try required(request.name, "name"))))
         case "list":
             return ResponseEncoding.success(manager.records.values.sorted { $0.name < $1.name }.map(view))
+        case "plan":
+            guard let provisioner else { throw Self.provisioningOff }
+            return ResponseEncoding.success(provisioner.planView())
+        case "events":
+            guard let provisioner else { throw Self.provisioningOff }
+            return ResponseEncoding.success(provisioner.events)
         default:
             throw NodeError(.invalidArgument, "unknown op \"\(request.op)\"", field: "op")
         }
     }
+
+    /// `sync` answers when the poll it started is applied; the connection's further requests
+    /// wait behind it, as behind an exec.
+    private func startSync(_ fd: Int32) throws(NodeError) {
+        guard let provisioner else { throw Self.provisioningOff }
+        guard let serial = clients[fd]?.serial else { return }
+        clients[fd]?.waitingSync = true
+        provisioner.sync { [unowned self] report in
+            guard clients[fd]?.serial == serial else { return }
+            clients[fd]?.waitingSync = false
+            respond(fd, ResponseEncoding.success(report))
+            processLines(fd)
+        }
+    }
+
+    static let provisioningOff = NodeError(.failedPrecondition,
+        "provisioning is off: set [provisioning] source = \"plc\" (with plc_url) or a file in sliverd.toml", field: "provisioning")
 
     private func finishExec(pidfd: Int32, client: Int32) {
         var status: Int32 = 0

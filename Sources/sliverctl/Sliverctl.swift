@@ -12,7 +12,8 @@ struct Sliverctl: ParsableCommand {
         commandName: "sliverctl",
         abstract: "Manage the slivers of this node through sliverd.",
         subcommands: [ImageCommand.self, Create.self, SetAttributes.self, Start.self, Stop.self, Destroy.self,
-                      List.self, Show.self, Top.self, Exec.self, Keys.self, Ports.self, Address.self, Ping.self])
+                      List.self, Show.self, Top.self, Exec.self, Keys.self, Ports.self, Address.self, Sync.self, Plan.self,
+                      Events.self, Ping.self])
 
     /// `sliverctl --socket PATH <command> ...`: a leading --socket applies to every subcommand
     /// (ArgumentParser only reads options after the subcommand name), so it becomes the default

@@ -6,6 +6,11 @@ import Logging
 import NodeManager
 import SliverResources
 
+// The provisioning fetch child (SnapshotFetch): fetches one snapshot, prints it, exits.
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == SnapshotFetchChild.flag {
+    exit(SnapshotFetchChild.main(Array(CommandLine.arguments.dropFirst(2))))
+}
+
 // Before anything else can start a thread (see ControlServer.blockSignals).
 let signalFD = ControlServer.blockSignals()
 
@@ -67,9 +72,20 @@ do {
                                     "state_dir": "\(config.stateDir)", "pid": "\(getpid())"])
     let manager = try SliverManager(config: config, cgroups: driver, logger: log)
     try manager.recover()
-    let server = try ControlServer(manager: manager, signalFD: signalFD, logger: log)
+    // The fetch child is this binary, started as `sliverd --fetch-snapshot ...` once per poll.
+    let provisioner = config.provisioning.isEnabled
+        ? try Provisioner(manager: manager, executable: selfExecutable(), logger: log) : nil
+    let server = try ControlServer(manager: manager, provisioner: provisioner, signalFD: signalFD, logger: log)
     server.run()
 } catch {
     log.critical("cannot start", metadata: ["error": "\(error)"])
     fail("\(error)")
+}
+
+/// The running executable (for the fetch child).
+func selfExecutable() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    guard n > 0 else { return CommandLine.arguments[0] }
+    return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

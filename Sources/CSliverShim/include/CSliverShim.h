@@ -5,9 +5,10 @@
 #define CSLIVERSHIM_H
 #include <sys/types.h>
 #include <stdint.h>
-// epoll and signalfd are not part of Swift's Glibc module; re-exported from here.
+// epoll, signalfd and timerfd are not part of Swift's Glibc module; re-exported from here.
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 
 int sliver_pidfd_open(pid_t pid);
 int sliver_pidfd_send_signal(int pidfd, int sig);
