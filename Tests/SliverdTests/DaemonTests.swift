@@ -18,7 +18,8 @@ struct DaemonTests {
         let netns: String?
         var process: SpawnedProcess?
 
-        init(_ node: TestNode, netns: String? = nil) throws {
+        /// `extra`: more TOML tables for the config ([provisioning] in ProvisioningTests).
+        init(_ node: TestNode, netns: String? = nil, extra: String = "") throws {
             self.node = node
             self.netns = netns
             configPath = node.root + "/sliverd.toml"
@@ -49,6 +50,7 @@ struct DaemonTests {
             address_pool = [\(node.config.addressPool.map { "\"\($0)\"" }.joined(separator: ", "))]
             nft_table = "\(node.config.nftTable)"
             exceptional_pps = \(node.config.exceptionalPPS)
+            \(extra)
             """
             try FileSystem.writeAtomically(configPath, Array(config.utf8), mode: 0o644)
         }

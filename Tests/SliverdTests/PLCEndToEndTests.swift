@@ -16,7 +16,8 @@ final class PLCDServer {
 
     static var binary: String { TestEnvironment.buildDirectory + "/plcd" }
 
-    init(data: String) throws {
+    /// `listen`: 127.0.0.1:0 picks a free port; a restarted plcd passes the port it had.
+    init(data: String, listen: String = "127.0.0.1:0") throws {
         guard FileSystem.exists(Self.binary) else { throw TestSetupError("\(Self.binary) is missing: run `swift build` before `swift test`") }
         dir = "/tmp/plcd-test-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
         try FileSystem.makeDirectories(dir, mode: 0o700)
@@ -27,7 +28,7 @@ final class PLCDServer {
         let devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)
         let log = open(dir + "/plcd.log", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
         defer { [out[1], devnull, log].forEach { close($0) } }
-        process = try Spawn.start([Self.binary, "--data", dataPath, "--listen", "127.0.0.1:0"], stdio: (devnull, out[1], log))
+        process = try Spawn.start([Self.binary, "--data", dataPath, "--listen", listen], stdio: (devnull, out[1], log))
         // The first stdout line names the port: "plcd listening on http://127.0.0.1:PORT/PLCAPI/".
         var line = [UInt8]()
         var pfd = pollfd(fd: out[0], events: Int16(POLLIN), revents: 0)
