@@ -98,4 +98,19 @@ import Testing
         #expect(s.rejected[1].reason.contains("slivers[2].attributes[0].value: expected a string, got int 2"))
         #expect(s.rejected[2].reason.contains("slivers[3].name: missing"))
     }
+
+    /// XMLRPCValue(json:) reads JSON directly; it must agree with JSONDecoder on every value.
+    @Test func jsonScannerMatchesJSONDecoder() throws {
+        let text = #"{"a": [1, -2, 3.5, 1e3, -0.25E-2, true, false, null, "", "x\"y\\z\/\n\t\u00e9\ud83d\ude00"], "b": {"c": {}}, "d": [], "e": 9223372036854775807}"#
+        let fast = try XMLRPCValue(json: Array(text.utf8))
+        let codable = try JSONDecoder().decode(XMLRPCValue.self, from: Data(text.utf8))
+        #expect(fast == codable)
+        #expect(fast["a"] == [1, -2, 3.5, 1000, -0.0025, true, false, nil, "", "x\"y\\z/\n\té😀"])
+        #expect(fast["e"] == .int(Int.max))
+        for bad in ["", "{", "[1,]", "{\"a\" 1}", "tru", "\"unterminated", "[1] 2", "\"\\x\"", "\"\\ud83d\"", "01x", "-", "\"a\u{01}\""] {
+            #expect(throws: PLCProtocolError.self, "\(bad)") { try XMLRPCValue(json: Array(bad.utf8)) }
+        }
+        let deep = String(repeating: "[", count: 600) + String(repeating: "]", count: 600)
+        #expect(throws: PLCProtocolError.self) { try XMLRPCValue(json: Array(deep.utf8)) }
+    }
 }
