@@ -49,6 +49,10 @@ public final class Provisioner {
     /// sliverctl sync: answered when the running fetch ends, or when the one after it ends.
     private var waiters: [(SyncReport) -> Void] = []
     private var nextWaiters: [(SyncReport) -> Void] = []
+    /// The reconcile in progress (it runs in slices between other events), why it runs, the
+    /// report of the poll that started it and the syncs waiting for that report.
+    private var pass: Reconciler.Pass?
+    private var passContext: (why: String, report: SyncReport?, waiters: [(SyncReport) -> Void])?
 
     /// `executable`: the sliverd binary, started as `executable --fetch-snapshot ...` per poll.
     public init(manager: SliverManager, executable: String, logger: Logger) throws(NodeError) {
@@ -120,7 +124,7 @@ public final class Provisioner {
     /// sliverctl sync: polls now (or right after the poll in flight, which may have started
     /// before the change the operator wants to see) and reports when that poll is applied.
     func sync(_ done: @escaping (SyncReport) -> Void) {
-        if fetch != nil {
+        if fetch != nil || pass != nil {
             nextWaiters.append(done)
         } else {
             waiters.append(done)
@@ -135,9 +139,9 @@ public final class Provisioner {
         let now = Monotonic.now()
         if startupPending {
             startupPending = false
-            if let desired {
-                _ = reconcile(desired, force: false, why: "start: last good snapshot \(desired.timestamp)")
-            }
+            if let desired { startPass(desired, force: false, why: "start: last good snapshot \(desired.timestamp)") }
+        } else if pass != nil {
+            continuePass()
         }
         if let fetch, now >= fetch.deadline {
             fetch.kill()
@@ -146,12 +150,13 @@ public final class Provisioner {
             finishPoll(.failure(NodeError(.unavailable, "no answer from \(sourceSummary) within \(Int(settings.timeout)) s: fetch killed",
                                           field: "provisioning")), forced: fetch.forced)
         }
-        if fetch == nil && now >= nextPollAt {
+        // A poll, a retry or an expiry waits for the reconcile in progress to end.
+        if fetch == nil && pass == nil && now >= nextPollAt {
             startPoll(forced: false)
         }
         let due = (reconciler.nextRetry.map { $0 <= now } ?? false) || expiryDue
-        if due, let desired {
-            _ = reconcile(desired, force: false, why: "retry or expiry")
+        if due, pass == nil, let desired {
+            startPass(desired, force: false, why: "retry or expiry")
         }
     }
 
@@ -161,6 +166,7 @@ public final class Provisioner {
     }
 
     private func rearm() {
+        if pass != nil { return arm(at: Monotonic.now()) }
         var next = fetch?.deadline ?? nextPollAt
         if let retry = reconciler.nextRetry { next = min(next, retry) }
         if let expiry = desired?.nextExpiry {
@@ -192,30 +198,39 @@ public final class Provisioner {
 
     private func finishPoll(_ result: Result<SliversSnapshot, NodeError>, forced: Bool) {
         let now = Monotonic.now()
-        var outcome: SyncReport
+        let answered = waiters
+        waiters = []
         switch result {
         case .success(let fresh):
             pollFailures = 0
             nextPollAt = now + settings.period + Double.random(in: 0...settings.jitter)
-            outcome = apply(fresh, forced: forced)
+            if let stale = apply(fresh, forced: forced, waiters: answered) {
+                for done in answered { done(stale) }
+            }
         case .failure(let error):
             pollFailures += 1
             let base = min(30, settings.period)
             nextPollAt = now + min(settings.period, base * pow(2, Double(min(pollFailures - 1, 20))))
             reconciler.events.record(.failure, "", "poll of \(sourceSummary) failed, node unchanged: \(error.message)")
             lastPoll = (Date().timeIntervalSince1970, "failed: \(error.message)")
-            outcome = SyncReport(timestamp: nil)
+            var outcome = SyncReport(timestamp: nil)
             outcome.error = error.message
+            for done in answered { done(outcome) }
         }
-        let answered = waiters
-        waiters = nextWaiters
-        nextWaiters = []
-        for done in answered { done(outcome) }
-        if !waiters.isEmpty { startPoll(forced: true) }
+        startQueuedPoll()
     }
 
-    /// A fetched snapshot: ignored if stale, else persisted (if its content changed) and applied.
-    private func apply(_ fresh: SliversSnapshot, forced: Bool) -> SyncReport {
+    /// Syncs that arrived during a poll or a reconcile get a poll of their own afterwards.
+    private func startQueuedPoll() {
+        guard fetch == nil, pass == nil, !nextWaiters.isEmpty else { return }
+        waiters = nextWaiters
+        nextWaiters = []
+        startPoll(forced: true)
+    }
+
+    /// A fetched snapshot: ignored if stale (the report is returned), else persisted (if its
+    /// content changed) and a reconcile started, which answers `waiters` when it ends.
+    private func apply(_ fresh: SliversSnapshot, forced: Bool, waiters: [(SyncReport) -> Void]) -> SyncReport? {
         var report = SyncReport(timestamp: fresh.timestamp)
         if let current = snapshot, fresh.timestamp < current.timestamp {
             report.stale = true
@@ -234,20 +249,45 @@ public final class Provisioner {
         desired = mapped
         reconciler.events.record(.poll, "", changed ? "new snapshot \(fresh.timestamp): \(mapped.slivers.count) slivers wanted"
                                                     : "snapshot unchanged")
-        report.reconcile = reconcile(mapped, force: forced, why: "poll")
         report.applied = true
         lastPoll = (Date().timeIntervalSince1970, "applied snapshot \(fresh.timestamp)")
-        return report
+        // A reconcile still running from an older snapshot is replaced: the new one plans afresh.
+        if pass != nil { finishPass(thenPoll: false) }
+        startPass(mapped, force: forced, why: "poll", report: report, waiters: waiters)
+        return nil
     }
 
-    private func reconcile(_ desired: DesiredState, force: Bool, why: String) -> ReconcileReport {
-        let report = reconciler.reconcile(desired, force: force)
-        if report != ReconcileReport() {
-            log.info("reconciled (\(why))", metadata: [
-                "created": "\(report.created)", "updated": "\(report.updated)", "started": "\(report.started)",
-                "destroyed": "\(report.destroyed)", "failed": "\(report.failed)", "deferred": "\(report.deferred)"])
+    private func startPass(_ desired: DesiredState, force: Bool, why: String, report: SyncReport? = nil,
+                           waiters: [(SyncReport) -> Void] = []) {
+        pass = Reconciler.Pass(desired, force: force)
+        passContext = (why, report, waiters)
+        continuePass()
+    }
+
+    private func continuePass() {
+        guard var current = pass else { return }
+        reconciler.run(&current)
+        pass = current
+        if current.finished { finishPass() }
+    }
+
+    /// Ends the pass (finished, or replaced by a newer snapshot's): logs it, answers its syncs,
+    /// and starts the poll queued syncs wait for.
+    private func finishPass(thenPoll: Bool = true) {
+        guard let done = pass, let context = passContext else { return }
+        pass = nil
+        passContext = nil
+        let result = done.report
+        if result != ReconcileReport() {
+            log.info("reconciled (\(context.why))", metadata: [
+                "created": "\(result.created)", "updated": "\(result.updated)", "started": "\(result.started)",
+                "destroyed": "\(result.destroyed)", "failed": "\(result.failed)", "deferred": "\(result.deferred)"])
         }
-        return report
+        if var report = context.report {
+            report.reconcile = result
+            for answer in context.waiters { answer(report) }
+        }
+        if thenPoll { startQueuedPoll() }
     }
 
     // MARK: plan

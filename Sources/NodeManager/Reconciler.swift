@@ -19,7 +19,7 @@ public struct ReconcileReport: Codable, Sendable, Equatable {
 /// Applies plans to the node through SliverManager. Each sliver's steps run in order and stop
 /// at the first failure; a failure is recorded, logged and retried later with exponential
 /// backoff (5 s, 10 s, ... at most 10 min), and never keeps the other slivers from being handled.
-/// Runs on the daemon's event loop, like every SliverManager call.
+/// Runs on the daemon's event loop, like every SliverManager call, in slices (Pass).
 final class Reconciler {
     struct Backoff {
         var failures: Int
@@ -50,42 +50,69 @@ final class Reconciler {
     /// The earliest pending retry (CLOCK_MONOTONIC), if any.
     var nextRetry: Double? { backoff.values.map(\.retryAt).min() }
 
-    /// Brings the node to `desired`. `force` (sliverctl sync) ignores the backoff of failed slivers.
-    func reconcile(_ desired: DesiredState, force: Bool, now: Double = Monotonic.now()) -> ReconcileReport {
+    /// One reconcile of a desired state. It runs in slices of at most `Reconciler.slice` seconds
+    /// of work, so that the event loop serves sliverctl, vsh and init exits in between: creating
+    /// a thousand slivers takes half a minute. Each slice plans afresh from the records; each
+    /// sliver is handled at most once per pass.
+    struct Pass {
+        let desired: DesiredState
+        /// sliverctl sync: failed slivers are retried now, whatever their backoff.
+        let force: Bool
         var report = ReconcileReport()
-        let plan = ReconcilePlanner.plan(desired, records: manager.records, unreadable: manager.unreadable,
+        var handled: Set<String> = []
+        var started = false
+        var finished = false
+
+        init(_ desired: DesiredState, force: Bool) {
+            self.desired = desired
+            self.force = force
+        }
+    }
+
+    static let slice = 0.2
+
+    /// Runs the next slice of a pass; `pass.finished` tells whether anything is left.
+    func run(_ pass: inout Pass) {
+        let start = Monotonic.now()
+        let plan = ReconcilePlanner.plan(pass.desired, records: manager.records, unreadable: manager.unreadable,
                                          now: Int(Date().timeIntervalSince1970))
-        reportChanges(desired, plan)
-        let planned = Set(plan.slivers.map(\.name))
-        // A sliver that needs nothing any more (fixed by hand, or no longer wanted) has no retry.
-        for name in backoff.keys where !planned.contains(name) { backoff[name] = nil }
-        for sliver in plan.slivers {
-            if !force, let pending = backoff[sliver.name], pending.retryAt > now {
-                report.deferred += 1
+        if !pass.started {
+            pass.started = true
+            reportChanges(pass.desired, plan)
+            let planned = Set(plan.slivers.map(\.name))
+            // A sliver that needs nothing any more (fixed by hand, or no longer wanted) has no retry.
+            for name in backoff.keys where !planned.contains(name) { backoff[name] = nil }
+        }
+        for sliver in plan.slivers where !pass.handled.contains(sliver.name) {
+            let now = Monotonic.now()
+            if now - start > Self.slice { return }
+            pass.handled.insert(sliver.name)
+            if !pass.force, let pending = backoff[sliver.name], pending.retryAt > now {
+                pass.report.deferred += 1
                 continue
             }
             do {
-                try execute(sliver, &report)
+                try execute(sliver, &pass.report)
                 backoff[sliver.name] = nil
             } catch {
                 let failures = (backoff[sliver.name]?.failures ?? 0) + 1
                 let delay = min(Self.maxRetry, Self.firstRetry * pow(2, Double(failures - 1)))
                 backoff[sliver.name] = Backoff(failures: failures, retryAt: now + delay, error: error.message)
-                report.failed += 1
-                report.failures[sliver.name] = error.message
+                pass.report.failed += 1
+                pass.report.failures[sliver.name] = error.message
                 events.record(.failure, sliver.name, "\(sliver.reason): \(error.message) (attempt \(failures), retry in \(Int(delay)) s)")
             }
         }
         if let adminKeys {
             do {
-                let (changes, notes) = try adminKeys.apply(desired.accounts)
+                let (changes, notes) = try adminKeys.apply(pass.desired.accounts)
                 for change in changes { events.record(.update, "", "admin keys: \(change)") }
                 note("accounts", notes.joined(separator: "; "))
             } catch {
                 events.record(.failure, "", "admin keys in \(adminKeys.directory): \(error.message)")
             }
         }
-        return report
+        pass.finished = true
     }
 
     private func execute(_ plan: SliverPlan, _ report: inout ReconcileReport) throws(NodeError) {

@@ -256,6 +256,30 @@ struct ProvisioningTests {
         #expect(try p.views()[noImage]?.state == "running")
     }
 
+    /// Creating many slivers takes a while; the reconcile runs in slices of 0.2 s so the event
+    /// loop keeps answering (sliverctl, vsh logins, init exits) in between.
+    @Test func longReconcileKeepsTheLoopResponsive() throws {
+        let count = 40
+        let p = try ProvisionedNode(usePLC: false, slots: count + 4) { config in
+            config.idFirst = 0x6800_0000 + UInt32.random(in: 0..<16) * 65536 * 64
+        }
+        defer { p.cleanup() }
+        try p.publish((0..<count).map { TestSlice(name: p.node.name("r\($0)"), id: $0 + 1, attributes: [("vref", "busybox")]) })
+        try p.start()
+        let start = Date()
+        var slowest = 0.0
+        while try p.views().count < count {
+            let ping = Date()
+            _ = try p.daemon.client().call(ControlRequest(op: "ping"))
+            slowest = max(slowest, Date().timeIntervalSince(ping))
+            #expect(Date().timeIntervalSince(start) < 60)
+            usleep(10_000)
+        }
+        let total = Date().timeIntervalSince(start)
+        print("\(count) creates took \(String(format: "%.2f", total)) s; slowest ping meanwhile \(String(format: "%.3f", slowest)) s")
+        #expect(slowest < 0.6 && slowest < total / 2, "ping waited \(slowest) s while \(count) creates took \(total) s")
+    }
+
     /// sliverd killed with SIGKILL at random moments while it provisions, sometimes with every
     /// sliver process killed too (a reboot): after each restart the node converges, and at the
     /// end nothing is left. SLIVERD_KILL_SLIVERS / SLIVERD_KILL_ROUNDS give the size (the
