@@ -166,7 +166,10 @@ public final class Provisioner {
     }
 
     private func rearm() {
-        if pass != nil { return arm(at: Monotonic.now()) }
+        // Between slices of a reconcile, a pause in which the loop serves what is waiting: a new
+        // client needs two turns (accept, then its request), and a slice per turn would make it
+        // wait for two or three slices.
+        if pass != nil { return arm(at: Monotonic.now() + 0.02) }
         var next = fetch?.deadline ?? nextPollAt
         if let retry = reconciler.nextRetry { next = min(next, retry) }
         if let expiry = desired?.nextExpiry {
