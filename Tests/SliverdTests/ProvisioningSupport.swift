@@ -41,11 +41,14 @@ final class ProvisionedNode {
     private(set) var plc: PLCDServer?
     private var listen = "127.0.0.1:0"
     let snapshotFile: String
+    /// With `network`: the daemon runs in a network namespace of its own with an uplink
+    /// (NetworkTests.TestNetwork), so slivers get veths and nftables elements.
+    private(set) var network: NetworkTests.TestNetwork?
     var nodeKey = "secret-key-12"
     /// Counts its arguments in the sliver: one line per `start`/`restart`/`stop`.
     static let countScript = "#!/bin/sh\necho \"$1 $2\" >> /root/initscript.runs\n"
 
-    init(usePLC: Bool = true, period: Double = 1, accounts: Bool = false, slots: Int = 4,
+    init(usePLC: Bool = true, period: Double = 1, accounts: Bool = false, slots: Int = 4, network: Bool = false,
          configure: (inout NodeConfig) -> Void = { _ in }) throws {
         node = try TestNode(accounts: accounts)
         self.period = period
@@ -53,6 +56,11 @@ final class ProvisionedNode {
         node.config.idSlots = slots
         configure(&node.config)
         do {
+            if network {
+                self.network = try NetworkTests.TestNetwork(prefix: node.prefix)
+                node.config.uplink = "up0"
+                node.config.nftTable = "sliverd_prov"
+            }
             try FileSystem.writeAtomically(node.root + "/plnode.txt", Array("NODE_ID=\"12\"\nNODE_KEY=\"\(nodeKey)\"\n".utf8), mode: 0o600)
             var source = "source = \"file\"\nfile = \"\(snapshotFile)\""
             if usePLC {
@@ -60,7 +68,7 @@ final class ProvisionedNode {
                 listen = plc!.url.replacingOccurrences(of: "http://", with: "").replacingOccurrences(of: "/PLCAPI/", with: "")
                 source = "source = \"plc\"\nplc_url = \"\(plc!.url)\"\nnode_credentials = \"\(node.root)/plnode.txt\""
             }
-            daemon = try DaemonTests.Daemon(node, extra: """
+            daemon = try DaemonTests.Daemon(node, netns: self.network?.node, extra: """
             [provisioning]
             \(source)
             period_s = \(period)
@@ -184,9 +192,25 @@ final class ProvisionedNode {
         return found
     }
 
+    /// Links named slv* (sliver veths) in the daemon's network namespace.
+    func veths() throws -> [String] {
+        guard let network else { return [] }
+        return try network.exec(in: network.node, ["/usr/sbin/ip", "-o", "link", "show"]).stdout
+            .split(separator: "\n").filter { $0.contains(": slv") }.map(String.init)
+    }
+
+    /// Elements of the firewall's per-sliver sets (source addresses by veth).
+    func firewallElements() throws -> String {
+        guard let network else { return "" }
+        return try ["src4", "src6"].map {
+            try network.exec(in: network.node, ["/usr/sbin/nft", "list", "set", "inet", node.config.nftTable, $0]).stdout
+        }.joined()
+    }
+
     func cleanup() {
         daemon?.stop(signal: SIGKILL)
         plc?.stop()
         node.cleanup()
+        network?.remove()
     }
 }

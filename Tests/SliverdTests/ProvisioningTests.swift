@@ -286,15 +286,16 @@ struct ProvisioningTests {
 
     /// sliverd killed with SIGKILL at random moments while it provisions, sometimes with every
     /// sliver process killed too (a reboot): after each restart the node converges, and at the
-    /// end nothing is left. SLIVERD_KILL_SLIVERS / SLIVERD_KILL_ROUNDS give the size (the
-    /// issue's 50 x 20 by hand; 10 x 5 in the suite).
+    /// end nothing is left. Networking is on (the daemon in its own network namespace), so veths
+    /// and nftables elements are checked too. SLIVERD_KILL_SLIVERS / SLIVERD_KILL_ROUNDS give the
+    /// size (the issue's 50 x 20 by hand; 10 x 5 in the suite).
     @Test func killNineWhileProvisioningConverges() throws {
         let environment = ProcessInfo.processInfo.environment
         let count = environment["SLIVERD_KILL_SLIVERS"].flatMap(Int.init) ?? 10
         let rounds = environment["SLIVERD_KILL_ROUNDS"].flatMap(Int.init) ?? 5
         let slots = count * 2 + 4
         precondition(slots <= 128, "at most 62 slivers")
-        let p = try ProvisionedNode(usePLC: false, accounts: true, slots: slots) { config in
+        let p = try ProvisionedNode(usePLC: false, accounts: true, slots: slots, network: true) { config in
             // A region of the id space no other test node uses, large enough for the slots.
             config.idFirst = 0x5800_0000 + UInt32.random(in: 0..<16) * 65536 * 128
         }
@@ -328,6 +329,8 @@ struct ProvisioningTests {
             let views = try p.views()
             #expect(Set(views.values.map(\.idBase)).count == wanted.count, "round \(round): an ID range is shared")
             for name in all where !wanted.contains(name) { #expect(p.traces(name).isEmpty, "round \(round): \(p.traces(name))") }
+            let veths = try p.veths()
+            #expect(veths.count == wanted.count, "round \(round): \(veths)")
             print("kill -9 round \(round): reboot \(reboot), \(wanted.count) slivers converged \(String(format: "%.2f", Date().timeIntervalSince(started))) s after the restart")
         }
         try p.publish([], timestamp: base + rounds)
@@ -352,5 +355,9 @@ struct ProvisioningTests {
             #expect(!region.contains(uid), "process \(entry) (\(status["Name"] ?? "")) runs as uid \(uid)")
         }
         #expect(!((try? FileSystem.readString("/proc/self/mountinfo")) ?? "").contains(p.node.root))
+        let veths = try p.veths()
+        #expect(veths.isEmpty, "veths left: \(veths)")
+        let elements = try p.firewallElements()
+        #expect(elements.contains("src4") && !elements.contains("slv"), "nftables elements left: \(elements)")
     }
 }
