@@ -1,5 +1,3 @@
-import SliverSystem
-
 extension SliverManager {
     /// Remembers which initscript ran for the sliver's current boot (nil: none is installed).
     /// Written only when it changes, so a reconcile that runs nothing rewrites no record.
@@ -7,7 +5,6 @@ extension SliverManager {
         var record = try self.record(name)
         guard record.initscript != run else { return }
         record.initscript = run
-        try store.save(record)
-        records[name] = record
+        try persist(record)
     }
 }

@@ -26,11 +26,10 @@ public final class SliverManager {
     let launcher: SliverLauncher
     let seccompProgram: String
     var log: Logger
-    /// internal(set): the provisioning extension (SliverManager+Provisioning) updates records too.
-    public internal(set) var records: [String: SliverRecord] = [:]
+    public private(set) var records: [String: SliverRecord] = [:]
     /// Names whose record file exists but cannot be read: never touched (not recreated, not
     /// destroyed, their cgroups and directories not taken for orphans) until an operator acts.
-    public internal(set) var unreadable: Set<String> = []
+    public private(set) var unreadable: Set<String> = []
     public private(set) var images: [String: ImageRecord] = [:]
     let network: NodeNetwork?
 
