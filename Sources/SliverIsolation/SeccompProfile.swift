@@ -44,6 +44,13 @@ public struct SeccompProfile: Sendable {
             throw IsolationError(.kernel, stage: "seccomp.compile", "seccomp_init failed")
         }
         defer { seccomp_release(ctx) }
+        // A binary tree over the syscall numbers instead of libseccomp's default linear list. The
+        // kernel emulates the filter for every syscall number of every architecture when it is
+        // attached (to precompute its allow bitmap), so each entry pays for the path length:
+        // 0.55 ms per entry with the linear list of ~300 rules, measured on this machine.
+        guard seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) == 0 else {
+            throw IsolationError(.kernel, stage: "seccomp.compile", "seccomp_attr_set(SCMP_FLTATR_CTL_OPTIMIZE, 2) failed")
+        }
         func add(_ action: UInt32, _ name: String, _ conditions: [scmp_arg_cmp] = []) throws(IsolationError) {
             let nr = seccomp_syscall_resolve_name(name)
             if nr == __NR_SCMP_ERROR { return }  // not a syscall on this architecture
