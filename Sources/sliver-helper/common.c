@@ -269,12 +269,17 @@ void sh_join_cgroups(const struct sh_config *cfg)
 {
     char path[4096];
     for (int i = 0; i < cfg->n_cgroups; i++) {
+        /* v1 has "tasks" (this thread: the helper is single-threaded), v2 only "cgroup.procs".
+         * Opened straight away, the other name on ENOENT: every login pays for each lookup in
+         * cgroupfs, eight of them on a v1 node. */
         if (snprintf(path, sizeof path, "%s/tasks", cfg->cgroups[i]) >= (int)sizeof path)
             sh_fail("cgroup", ENAMETOOLONG, "%s/tasks", cfg->cgroups[i]);
-        if (access(path, F_OK) != 0 &&
-            snprintf(path, sizeof path, "%s/cgroup.procs", cfg->cgroups[i]) >= (int)sizeof path)
-            sh_fail("cgroup", ENAMETOOLONG, "%s/cgroup.procs", cfg->cgroups[i]);
         int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && errno == ENOENT) {
+            if (snprintf(path, sizeof path, "%s/cgroup.procs", cfg->cgroups[i]) >= (int)sizeof path)
+                sh_fail("cgroup", ENAMETOOLONG, "%s/cgroup.procs", cfg->cgroups[i]);
+            fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        }
         if (fd < 0) sh_fail("cgroup", errno, "open %s", path);
         if (write(fd, "0", 1) != 1) sh_fail("cgroup", errno, "write 0 to %s", path);
         close(fd);
