@@ -74,7 +74,7 @@ let package = Package(
         // Linked with the static Swift runtime: loading libswiftCore and friends dynamically cost
         // as much as the whole namespace entry.
         .executableTarget(name: "vsh", dependencies: ["CSliverShim"], swiftSettings: strict,
-                          linkerSettings: [.unsafeFlags(["-static-stdlib"])]),
+                          linkerSettings: [.unsafeFlags(["-static-executable", "-use-ld=lld"])]),
 
         .testTarget(
             name: "SliverdTests",

@@ -19,57 +19,69 @@ func fail(_ message: String, status: Int32 = 1) -> Never {
     exit(status)
 }
 
-/// JSON string literal.
-func json(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 {
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
+// Everything below works on bytes and C strings: vsh runs on every login and every `ssh slice@node
+// cmd`, and the Swift runtime's generic-metadata and String-search machinery cost more CPU than
+// the rest of vsh together (measured with perf: half of vsh's user time went to them).
+
+/// Appends `s` as a JSON string literal.
+func appendJSON(_ out: inout [UInt8], _ s: UnsafePointer<CChar>) {
+    let hex: [UInt8] = Array("0123456789abcdef".utf8)
+    out.append(UInt8(ascii: "\""))
+    var p = UnsafeRawPointer(s).assumingMemoryBound(to: UInt8.self)
+    while p.pointee != 0 {
+        let byte = p.pointee
+        switch byte {
+        case UInt8(ascii: "\""): out += [UInt8(ascii: "\\"), UInt8(ascii: "\"")]
+        case UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
+        case UInt8(ascii: "\n"): out += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
+        case UInt8(ascii: "\r"): out += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
+        case UInt8(ascii: "\t"): out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
+        case 0..<0x20: out += [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 15)]]
+        default: out.append(byte)  // UTF-8 passes through as it is
         }
+        p += 1
     }
-    return out + "\""
+    out.append(UInt8(ascii: "\""))
+}
+
+func appendASCII(_ out: inout [UInt8], _ text: StaticString) {
+    text.withUTF8Buffer { out.append(contentsOf: $0) }
+}
+
+func isEqual(_ s: UnsafePointer<CChar>?, _ literal: StaticString) -> Bool {
+    guard let s else { return false }
+    return literal.withUTF8Buffer { lit in strlen(s) == lit.count && memcmp(s, lit.baseAddress!, lit.count) == 0 }
 }
 
 // MARK: arguments
 
-var arguments = CommandLine.arguments
-let invokedAs = arguments.first ?? "vsh"
-var socketPath = getenv("SLIVERD_VSH_SOCKET").map { String(cString: $0) } ?? "/run/sliverd/vsh.sock"
-var slice: String?
-var command: String?
-var commandArgv: [String]?
-if invokedAs.hasPrefix("-") {
+let argc = Int(CommandLine.argc)
+let argv = CommandLine.unsafeArgv
+var socketPath: UnsafePointer<CChar> = UnsafePointer(getenv("SLIVERD_VSH_SOCKET") ?? strdup("/run/sliverd/vsh.sock")!)
+var slice: UnsafePointer<CChar>?
+var command: UnsafePointer<CChar>?
+var commandStart = 0  // index in argv of the first argument of an explicit command, 0 = none
+if argc > 0, let invokedAs = argv[0], invokedAs.pointee == CChar(UInt8(ascii: "-")) {
     // login(1)/sshd convention for an interactive login shell: argv[0] = "-vsh".
-} else if arguments.count >= 3 && arguments[1] == "-c" {
-    command = arguments[2]  // sshd: the user's shell -c "remote command"
+} else if argc >= 3 && isEqual(argv[1], "-c") {
+    command = UnsafePointer(argv[2])  // sshd: the user's shell -c "remote command"
 } else {
-    var rest = Array(arguments.dropFirst())
-    if rest.first == "--socket" {
-        guard rest.count >= 2 else { fail("--socket needs a path", status: 2) }
-        socketPath = rest[1]
-        rest.removeFirst(2)
+    var i = 1
+    if i < argc && isEqual(argv[i], "--socket") {
+        guard i + 1 < argc, let path = argv[i + 1] else { fail("--socket needs a path", status: 2) }
+        socketPath = UnsafePointer(path)
+        i += 2
     }
-    if let first = rest.first, first == "-h" || first == "--help" {
+    if i < argc && (isEqual(argv[i], "-h") || isEqual(argv[i], "--help")) {
         print("usage: vsh [--socket PATH] [SLICE [-- CMD ARGS...]]   (as a login shell: -vsh | vsh -c COMMAND)")
         exit(0)
     }
-    if let first = rest.first, !first.hasPrefix("-") {
-        slice = first
-        rest.removeFirst()
+    if i < argc, let first = argv[i], first.pointee != CChar(UInt8(ascii: "-")) {
+        slice = UnsafePointer(first)
+        i += 1
     }
-    if rest.first == "--" { rest.removeFirst() }
-    if !rest.isEmpty { commandArgv = rest }
+    if i < argc && isEqual(argv[i], "--") { i += 1 }
+    if i < argc { commandStart = i }
 }
 
 // MARK: connect and hand over stdio
@@ -78,27 +90,51 @@ let sock = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawV
 guard sock >= 0 else { fail("socket: \(String(cString: strerror(errno)))") }
 var address = sockaddr_un()
 address.sun_family = sa_family_t(AF_UNIX)
-let pathBytes = Array(socketPath.utf8)
-guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else { fail("socket path too long") }
-withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in pathBytes.enumerated() { raw[i] = b } }
+let pathLength = strlen(socketPath)
+guard pathLength < MemoryLayout.size(ofValue: address.sun_path) else { fail("socket path too long") }
+_ = withUnsafeMutableBytes(of: &address.sun_path) { memcpy($0.baseAddress!, socketPath, pathLength) }
 let connected = withUnsafePointer(to: &address) {
     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(sock, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
 }
-guard connected == 0 else { fail("cannot reach sliverd at \(socketPath): \(String(cString: strerror(errno)))") }
+guard connected == 0 else { fail("cannot reach sliverd at \(String(cString: socketPath)): \(String(cString: strerror(errno)))") }
 
 let tty = isatty(0) == 1
-var fields = ["\"v\":1", "\"op\":\"login\"", "\"tty\":\(tty)"]
-if let slice { fields.append("\"name\":" + json(slice)) }
-if let command { fields.append("\"command\":" + json(command)) }
-if let commandArgv { fields.append("\"argv\":[" + commandArgv.map(json).joined(separator: ",") + "]") }
-var env: [String] = []
-for key in ["TERM", "LANG", "LC_ALL"] {
-    if let value = getenv(key) { env.append(json(key) + ":" + json(String(cString: value))) }
+var request: [UInt8] = []
+request.reserveCapacity(512)
+appendASCII(&request, "{\"v\":1,\"op\":\"login\",\"tty\":")
+if tty { appendASCII(&request, "true") } else { appendASCII(&request, "false") }
+if let slice {
+    appendASCII(&request, ",\"name\":")
+    appendJSON(&request, slice)
 }
-fields.append("\"env\":{" + env.joined(separator: ",") + "}")
-let request = Array(("{" + fields.joined(separator: ",") + "}\n").utf8)
-let stdio: [Int32] = [0, 1, 2]
-let sent = request.withUnsafeBytes { raw in stdio.withUnsafeBufferPointer { sliver_send_fds(sock, raw.baseAddress, raw.count, $0.baseAddress, 3) } }
+if let command {
+    appendASCII(&request, ",\"command\":")
+    appendJSON(&request, command)
+}
+if commandStart > 0 {
+    appendASCII(&request, ",\"argv\":[")
+    for i in commandStart..<argc {
+        if i > commandStart { request.append(UInt8(ascii: ",")) }
+        appendJSON(&request, argv[i]!)
+    }
+    request.append(UInt8(ascii: "]"))
+}
+appendASCII(&request, ",\"env\":{")
+var firstVariable = true
+for key in ["TERM", "LANG", "LC_ALL"] as [StaticString] {
+    let name = UnsafeRawPointer(key.utf8Start).assumingMemoryBound(to: CChar.self)
+    guard let value = getenv(name) else { continue }
+    if !firstVariable { request.append(UInt8(ascii: ",")) }
+    firstVariable = false
+    appendJSON(&request, name)
+    request.append(UInt8(ascii: ":"))
+    appendJSON(&request, value)
+}
+appendASCII(&request, "}}\n")
+var stdio: (Int32, Int32, Int32) = (0, 1, 2)
+let sent = request.withUnsafeBytes { raw in
+    withUnsafePointer(to: &stdio) { $0.withMemoryRebound(to: Int32.self, capacity: 3) { sliver_send_fds(sock, raw.baseAddress, raw.count, $0, 3) } }
+}
 guard sent == request.count else { fail("cannot send the login request: \(String(cString: strerror(errno)))") }
 
 // MARK: terminal and signals
@@ -112,68 +148,90 @@ if rawMode {
     cfmakeraw(&raw)
     tcsetattr(0, TCSANOW, &raw)
 }
-@MainActor func restoreTerminal() {
-    if rawMode { tcsetattr(0, TCSANOW, &saved) }
+
+var forwarded: (Int32, Int32, Int32, Int32, Int32) = (SIGWINCH, SIGINT, SIGTERM, SIGHUP, SIGQUIT)
+let signalFD = withUnsafePointer(to: &forwarded) { $0.withMemoryRebound(to: Int32.self, capacity: 5) { sliver_block_signals_fd($0, 5) } }
+
+func send(_ line: StaticString) {
+    _ = line.withUTF8Buffer { Glibc.send(sock, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
 }
 
-let forwarded: [Int32] = [SIGWINCH, SIGINT, SIGTERM, SIGHUP, SIGQUIT]
-let signalFD = forwarded.withUnsafeBufferPointer { sliver_block_signals_fd($0.baseAddress, Int32($0.count)) }
-
-@MainActor func send(_ line: String) {
-    let bytes = Array(line.utf8)
-    _ = bytes.withUnsafeBytes { Glibc.send(sock, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+func sendSignal(_ signal: Int32) {
+    let line = "{\"v\":1,\"op\":\"signal\",\"signal\":\(signal)}\n"
+    _ = line.withCString { Glibc.send(sock, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
 }
 
 // MARK: wait for the answer
 
 var response: [UInt8] = []
-var buffer = [UInt8](repeating: 0, count: 4096)
+var buffer: [UInt8] = Array(repeating: 0, count: 4096)
+var fds: (pollfd, pollfd) = (pollfd(fd: sock, events: Int16(POLLIN), revents: 0), pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0))
 loop: while true {
-    var fds = [pollfd(fd: sock, events: Int16(POLLIN), revents: 0), pollfd(fd: signalFD, events: Int16(POLLIN), revents: 0)]
-    if poll(&fds, 2, -1) < 0 {
+    fds.0.revents = 0
+    fds.1.revents = 0
+    let ready = withUnsafeMutablePointer(to: &fds) { $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, 2, -1) } }
+    if ready < 0 {
         if errno == EINTR { continue }
         break
     }
-    if fds[1].revents != 0 {
+    if fds.1.revents != 0 {
         var info = signalfd_siginfo()
         while read(signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
             let signal = Int32(info.ssi_signo)
-            send(signal == SIGWINCH ? "{\"v\":1,\"op\":\"winch\"}\n" : "{\"v\":1,\"op\":\"signal\",\"signal\":\(signal)}\n")
+            if signal == SIGWINCH { send("{\"v\":1,\"op\":\"winch\"}\n") } else { sendSignal(signal) }
         }
     }
-    if fds[0].revents != 0 {
+    if fds.0.revents != 0 {
         let n = buffer.withUnsafeMutableBytes { read(sock, $0.baseAddress, $0.count) }
         if n <= 0 { break }
         response.append(contentsOf: buffer[0..<n])
-        if response.contains(UInt8(ascii: "\n")) { break loop }
+        if buffer[0..<n].contains(UInt8(ascii: "\n")) { break loop }
     }
 }
-restoreTerminal()
+if rawMode { tcsetattr(0, TCSANOW, &saved) }
 
-let text = String(decoding: response, as: UTF8.self)
-/// The number or string value after `"key":` in the one-line response.
-@MainActor func value(_ key: String) -> Substring? {
-    let needle = Array("\"\(key)\":".utf8)
-    let bytes = Array(text.utf8)
-    guard bytes.count >= needle.count,
-          let start = (0...(bytes.count - needle.count)).first(where: { Array(bytes[$0..<$0 + needle.count]) == needle }) else { return nil }
-    var rest = Substring(String(decoding: bytes[(start + needle.count)...], as: UTF8.self))
-    if rest.first == "\"" {
-        rest = rest.dropFirst()
-        var out = Substring()
-        var escaped = false
-        for c in rest {
-            if escaped { out.append(c); escaped = false; continue }
-            if c == "\\" { escaped = true; continue }
-            if c == "\"" { break }
-            out.append(c)
+/// Where `key` ("\"status\":") ends in the one-line response, if it occurs.
+func find(_ key: StaticString, in response: [UInt8]) -> Int? {
+    key.withUTF8Buffer { needle in
+        guard response.count >= needle.count else { return nil }
+        for start in 0...(response.count - needle.count) where response[start] == needle[0] {
+            var match = true
+            for j in 1..<needle.count where response[start + j] != needle[j] { match = false; break }
+            if match { return start + needle.count }
         }
-        return out
+        return nil
     }
-    return rest.prefix { $0 == "-" || $0.isNumber }
 }
-if text.contains("\"ok\":true"), let status = value("status").flatMap({ Int32($0) }) {
-    exit(status)
+
+if find("\"ok\":true", in: response) != nil, var i = find("\"status\":", in: response) {
+    var negative = false
+    if i < response.count && response[i] == UInt8(ascii: "-") { negative = true; i += 1 }
+    var status: Int32 = 0
+    var digits = 0
+    while i < response.count, response[i] >= UInt8(ascii: "0"), response[i] <= UInt8(ascii: "9"), digits < 9 {
+        status = status * 10 + Int32(response[i] - UInt8(ascii: "0"))
+        i += 1
+        digits += 1
+    }
+    if digits > 0 { exit(negative ? -status : status) }
 }
-if text.isEmpty { fail("sliverd closed the connection") }
-fail(value("message").map(String.init) ?? "login failed")
+if response.isEmpty { fail("sliverd closed the connection") }
+// The error message: the JSON string after "message":, unescaped (\" \\ \n ...; \uXXXX kept as is).
+if var i = find("\"message\":\"", in: response) {
+    var message: [UInt8] = []
+    while i < response.count, response[i] != UInt8(ascii: "\"") {
+        if response[i] == UInt8(ascii: "\\"), i + 1 < response.count {
+            i += 1
+            switch response[i] {
+            case UInt8(ascii: "n"): message.append(UInt8(ascii: "\n"))
+            case UInt8(ascii: "t"): message.append(UInt8(ascii: "\t"))
+            default: message.append(response[i])
+            }
+        } else {
+            message.append(response[i])
+        }
+        i += 1
+    }
+    fail(String(decoding: message, as: UTF8.self))
+}
+fail("login failed")
