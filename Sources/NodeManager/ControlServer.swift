@@ -49,6 +49,7 @@ public final class ControlServer: ProvisioningLoop {
     private var initWatches: [String: Int32] = [:]
     private var brokerListeners: [String: Int32] = [:]
     private var running = true
+    private var receiveBuffer = [UInt8](repeating: 0, count: 65536)
 
     /// Blocks the daemon's signals and returns a signalfd for them. Call first thing in main,
     /// before any thread exists: threads inherit the mask, and a thread created earlier with
@@ -209,15 +210,16 @@ public final class ControlServer: ProvisioningLoop {
     }
 
     private func readClient(_ fd: Int32, hangup: Bool) {
-        var buffer = [UInt8](repeating: 0, count: 65536)
         var fds = [Int32](repeating: -1, count: 8)
         var closed = false
         while true {
             var nfds: Int32 = 0
-            let n = buffer.withUnsafeMutableBytes { sliver_recv_fds(fd, $0.baseAddress, $0.count, &fds, 8, &nfds) }
+            // One receive buffer for the loop's life: a zeroed 64 KiB array per readable event
+            // cost as much as the rest of a login's request handling.
+            let n = receiveBuffer.withUnsafeMutableBytes { sliver_recv_fds(fd, $0.baseAddress, $0.count, &fds, 8, &nfds) }
             clients[fd]?.fds.append(contentsOf: fds.prefix(Int(nfds)))
             if n > 0 {
-                clients[fd]?.buffer.append(contentsOf: buffer[0..<n])
+                clients[fd]?.buffer.append(contentsOf: receiveBuffer[0..<n])
                 if (clients[fd]?.buffer.count ?? 0) > ControlProtocol.maxLine + 1 {
                     respond(fd, ResponseEncoding.failure(NodeError(.invalidArgument, "request longer than \(ControlProtocol.maxLine) bytes")))
                     closed = true

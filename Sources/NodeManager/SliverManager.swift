@@ -498,12 +498,12 @@ public final class SliverManager {
     /// Root may enter any sliver; any other caller only the sliver named like its account.
     public func login(callerUid: UInt32, name requested: String?, command: String?, argv: [String]? = nil, tty: Bool,
                       environment: [String: String], stdio: (Int32, Int32, Int32)) throws(NodeError) -> SpawnedProcess {
-        let callerName = Self.accountName(uid: callerUid)
         let name: String
         if callerUid == 0 {
             guard let requested, !requested.isEmpty else { throw NodeError(.invalidArgument, "root must name a sliver: vsh SLICE", field: "name") }
             name = requested
         } else {
+            let callerName = Self.accountName(uid: callerUid)
             guard let callerName, records[callerName] != nil else {
                 throw NodeError(.permissionDenied, "uid \(callerUid) (\(callerName ?? "no account")) is not a slice account")
             }

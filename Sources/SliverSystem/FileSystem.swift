@@ -52,11 +52,14 @@ public enum FileSystem {
         let fd = try sysCall("open", "open \(path) for reading") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { close(fd) }
         var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while out.count < limit {
-            let n = try sysCall("read", "read \(path)") { buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
-            if n == 0 { break }
-            out.append(contentsOf: buffer[0..<n])
+        // Uninitialised scratch space: most reads are small procfs and cgroupfs files on hot paths
+        // (every login checks /proc/PID/stat), where zeroing a 64 KiB array cost more than the read.
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 65536) { (buffer) throws(SystemError) in
+            while out.count < limit {
+                let n = try sysCall("read", "read \(path)") { read(fd, buffer.baseAddress, buffer.count) }
+                if n == 0 { break }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<n]))
+            }
         }
         return out
     }
