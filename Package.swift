@@ -71,8 +71,10 @@ let package = Package(
             swiftSettings: strict),
 
         // The login shell of slice accounts: no Foundation, nothing but the socket and the shim.
-        // Linked with the static Swift runtime: loading libswiftCore and friends dynamically cost
-        // as much as the whole namespace entry.
+        // A static executable: loading libswiftCore (or, with -static-stdlib, libstdc++, libm and
+        // their relocations) cost as much as the whole namespace entry. Linked with the toolchain's
+        // lld, which does not repeat glibc's generic "dlopen in a static program" link warning
+        // (the runtime's optional dlopen of a prespecialization library simply fails there).
         .executableTarget(name: "vsh", dependencies: ["CSliverShim"], swiftSettings: strict,
                           linkerSettings: [.unsafeFlags(["-static-executable", "-use-ld=lld"])]),
 
