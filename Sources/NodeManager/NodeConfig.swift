@@ -104,7 +104,12 @@ public struct NodeConfig: Sendable, Equatable {
     }
 
     public init(toml text: String) throws(NodeError) {
-        let document = try TOMLDocument(parsing: text)
+        let document: TOMLDocument
+        do {
+            document = try TOMLDocument(parsing: text)
+        } catch {
+            throw NodeError(.invalidArgument, "config \(error.message)", field: "config")
+        }
         var config = NodeConfig()
         let known: [String: Set<String>] = [
             "": [],
@@ -124,7 +129,7 @@ public struct NodeConfig: Sendable, Equatable {
             }
             for key in keys.keys where !allowed.contains(key) {
                 let where_ = table.isEmpty ? key : "\(table).\(key)"
-                throw NodeError(.invalidArgument, "config: unknown key \(where_) (line \(document.lines[table + "." + key] ?? 0))", field: where_)
+                throw NodeError(.invalidArgument, "config: unknown key \(where_) (line \(document.lines[where_] ?? 0))", field: where_)
             }
         }
         func string(_ t: String, _ k: String) throws(NodeError) -> String? {

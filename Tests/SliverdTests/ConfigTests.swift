@@ -2,32 +2,6 @@ import Foundation
 import Testing
 @testable import NodeManager
 
-@Suite struct TOMLTests {
-    @Test func parsesTheSubset() throws {
-        let doc = try TOMLDocument(parsing: """
-        top = 1
-        [daemon]
-        state_dir = "/x/y" # comment
-        flag = true
-        ratio = 0.5
-        list = ["a", "b#c",
-                "d"]
-        big = 1_000
-        """)
-        #expect(doc.tables[""]?["top"] == .integer(1))
-        #expect(doc.tables["daemon"]?["state_dir"] == .string("/x/y"))
-        #expect(doc.tables["daemon"]?["flag"] == .bool(true))
-        #expect(doc.tables["daemon"]?["ratio"] == .float(0.5))
-        #expect(doc.tables["daemon"]?["list"] == .array([.string("a"), .string("b#c"), .string("d")]))
-        #expect(doc.tables["daemon"]?["big"] == .integer(1000))
-    }
-
-    @Test(arguments: ["x = ", "[a", "x = \"unterminated", "x = 1\nx = 2", "[t]\n[t]", "x = [1, 2"])
-    func refusesMalformed(_ text: String) {
-        #expect(throws: NodeError.self) { try TOMLDocument(parsing: text) }
-    }
-}
-
 @Suite struct NodeConfigTests {
     @Test func defaults() throws {
         let config = try NodeConfig(toml: "")
