@@ -23,8 +23,9 @@ extension NodeError {
     }
 }
 
-/// A GetSlivers-shaped JSON file (docs/plc.md "The GetSlivers snapshot"): the embedded default
-/// of a standalone node, and what an operator edits by hand.
+/// A GetSlivers-shaped file (docs/plc.md "The GetSlivers snapshot"): the embedded default of a
+/// standalone node, and what an operator edits by hand. TOML when the name ends in `.toml`,
+/// JSON otherwise; both decode through the same mapping.
 public struct FileSource: DesiredStateSource {
     public let path: String
 
@@ -38,6 +39,13 @@ public struct FileSource: DesiredStateSource {
             bytes = try FileSystem.readFile(path, limit: 64 << 20)
         } catch {
             throw NodeError(.unavailable, "cannot read the provisioning file: \(error)", field: "provisioning.file")
+        }
+        if path.hasSuffix(".toml") {
+            do {
+                return try SliversSnapshot(toml: String(decoding: bytes, as: UTF8.self))
+            } catch {
+                throw NodeError(.invalidArgument, "\(path): \(error.message)", field: "provisioning.file")
+            }
         }
         do {
             return try SliversSnapshot(json: bytes)
