@@ -77,6 +77,25 @@ struct VshTests {
         }
     }
 
+    /// On a terminal: the sliver's pty takes the caller's window size and follows SIGWINCH,
+    /// Ctrl-C becomes SIGINT inside the sliver, Ctrl-D is EOF there, and vsh exits with the
+    /// command's status. Driven through a real pty by Fixtures/pty-session.py.
+    @Test func terminalSession() throws {
+        let node = try TestNode()
+        let daemon = try DaemonTests.Daemon(node)
+        defer {
+            daemon.stop(signal: SIGKILL)
+            node.cleanup()
+        }
+        try daemon.start()
+        let a = node.name("tty")
+        #expect(try daemon.ctl(["create", a, "--image", "busybox"]).status == 0)
+        let session = try Spawn.run(["/usr/bin/python3", TestEnvironment.repoRoot + "/Tests/SliverdTests/Fixtures/pty-session.py",
+                                     TestEnvironment.vsh, node.config.vshSocketPath, a])
+        #expect(session.status == 0, "\(session.stdout)\(session.stderr)")
+        #expect(session.stdout == "size 30 100\nresized 40 120\nctrl-c\neof\nstatus 3\n", "\(session.stderr)")
+    }
+
     @Test func sshLoginLandsInTheSliver() throws {
         let node = try TestNode(accounts: true)
         let daemon = try DaemonTests.Daemon(node)
