@@ -85,6 +85,11 @@ public struct NodeConfig: Sendable, Equatable {
     public var defaultDiskMaxKiB: UInt64 = 10_000_000
     /// Project quotas: the sliver in ID slot n gets project id project_id_base + n.
     public var projectIDBase: UInt32 = 1_000_000
+    /// Reference images by name: an image a sliver asks for (a slice's vref) that is not
+    /// registered yet but exists as `<images_dir>/<name>` is registered on first use, with the
+    /// checks of `sliverctl image add`. Where bootscripts/sliverd-prepare-node builds them.
+    /// "" = only registered images.
+    public var imagesDir = "/var/lib/sliverd/images"
 
     // [provisioning] (ProvisioningSettings.swift)
     public var provisioning = ProvisioningSettings()
@@ -120,7 +125,7 @@ public struct NodeConfig: Sendable, Equatable {
             "sliver": ["capabilities", "default_pids_max", "stop_timeout_s", "boot_program"],
             "network": ["uplink", "public_addresses", "address_pool", "sliver_ipv4", "sliver_ipv6", "port_range",
                         "ports_per_slice", "exceptional_pps", "nft_table"],
-            "storage": ["quota", "default_disk_max", "project_id_base"],
+            "storage": ["quota", "default_disk_max", "project_id_base", "images_dir"],
             "provisioning": ProvisioningSettings.keys,
         ]
         for (table, keys) in document.tables {
@@ -252,6 +257,7 @@ public struct NodeConfig: Sendable, Equatable {
             config.diskQuota = kind
         }
         if let v = try integer("storage", "default_disk_max", 0...Int64(1) << 40) { config.defaultDiskMaxKiB = UInt64(v) }
+        if let v = try string("storage", "images_dir") { config.imagesDir = v.isEmpty ? "" : try path("storage", "images_dir") ?? v }
         if let v = try integer("storage", "project_id_base", 1...Int64(UInt32.max) - Int64(config.idSlots)) {
             config.projectIDBase = UInt32(v)
         }

@@ -95,6 +95,18 @@ public final class SliverManager {
         return image
     }
 
+    /// An image that is not registered but exists as `<images_dir>/<name>` (what
+    /// sliverd-prepare-node builds) is registered now, through addImage's checks (root-owned,
+    /// not writable by others, a root filesystem): on a prepared node a slice's vref needs no
+    /// `sliverctl image add`, and PLC's first snapshot does not fail for want of one.
+    private func imageFromDirectory(_ name: String) throws(NodeError) -> ImageRecord? {
+        guard !config.imagesDir.isEmpty else { return nil }
+        try ImageName.validate(name)  // before it becomes part of a path
+        let path = config.imagesDir + "/" + name
+        guard FileSystem.isDirectory(path) else { return nil }
+        return try addImage(name: name, path: path)
+    }
+
     public func removeImage(name: String) throws(NodeError) {
         guard images[name] != nil else { throw NodeError(.notFound, "no image \"\(name)\"", field: "name") }
         if let user = records.values.first(where: { $0.image == name }) {
@@ -123,8 +135,11 @@ public final class SliverManager {
         guard !unreadable.contains(name) else {
             throw NodeError(.failedPrecondition, "sliver \"\(name)\" has an unreadable record in \(store.slivers); an operator must fix or remove it", field: "name")
         }
-        guard let imageRecord = images[image] else {
-            throw NodeError(.notFound, "unknown image \"\(image)\" (registered: \(images.keys.sorted().joined(separator: ", ")))", field: "image")
+        var found = images[image]
+        if found == nil { found = try imageFromDirectory(image) }
+        guard let imageRecord = found else {
+            let directory = config.imagesDir.isEmpty ? "" : "; no directory \(config.imagesDir)/\(image)"
+            throw NodeError(.notFound, "unknown image \"\(image)\" (registered: \(images.keys.sorted().joined(separator: ", "))\(directory))", field: "image")
         }
         let attrs = try SliceAttributes(attributes)
         let range: IDRange

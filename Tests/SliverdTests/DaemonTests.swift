@@ -39,6 +39,8 @@ struct DaemonTests {
             parent = "\(node.config.cgroupParent)"
             [sliver]
             stop_timeout_s = 2
+            [storage]
+            images_dir = "\(node.config.imagesDir)"
             [accounts]
             manage = \(node.config.manageAccounts)
             vsh = "\(node.config.vshPath)"

@@ -153,6 +153,9 @@ import SliverSystem
         #expect(config.projectIDBase == 5000)
         #expect(NodeConfig().diskQuota == DiskQuotaKind.none)
         #expect(NodeConfig().defaultDiskMaxKiB == 10_000_000)
+        #expect(NodeConfig().imagesDir == "/var/lib/sliverd/images")
+        #expect(try NodeConfig(toml: "[storage]\nimages_dir = \"/srv/images\"").imagesDir == "/srv/images")
+        #expect(try NodeConfig(toml: "[storage]\nimages_dir = \"\"").imagesDir == "")
     }
 
     @Test(arguments: [
@@ -160,6 +163,8 @@ import SliverSystem
         ("[storage]\ndefault_disk_max = -1", "storage.default_disk_max"),
         ("[storage]\nproject_id_base = 0", "storage.project_id_base"),
         ("[storage]\ninodes = 1", "storage.inodes"),
+        ("[storage]\nimages_dir = \"images\"", "storage.images_dir"),
+        ("[storage]\nimages_dir = \"/srv/../etc\"", "storage.images_dir"),
     ])
     func refuses(_ text: String, _ field: String) {
         do {

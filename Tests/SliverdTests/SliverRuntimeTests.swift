@@ -211,6 +211,35 @@ struct SliverRuntimeTests {
         #expect(node.manager.records.count == 1)
     }
 
+    /// An image that is not registered but sits in images_dir is registered on first use (with
+    /// addImage's checks); a name that is neither fails naming both places; a name that is not an
+    /// image name never becomes a path.
+    @Test func imagesDirectoryRegistersOnFirstUse() throws {
+        let node = try TestNode()
+        defer { node.cleanup() }
+        let directory = node.config.imagesDir + "/auto"
+        try FileSystem.makeDirectories(node.config.imagesDir, mode: 0o755)
+        #expect(try Spawn.run(["/bin/cp", "-a", TestEnvironment.image, directory]).status == 0)
+        let name = node.name("img")
+        let record = try node.manager.create(name: name, image: "auto", attributes: [:], start: true)
+        #expect(record.image == "auto" && record.state == .running)
+        #expect(node.manager.images["auto"]?.path == directory)
+        #expect(try node.run(name, ["/bin/cat", "/etc/marker"]).stdout == "image-original\n")
+        do {
+            _ = try node.manager.create(name: node.name("img2"), image: "missing", attributes: [:], start: false)
+            Issue.record("an image in neither place was accepted")
+        } catch {
+            #expect(error.code == .notFound && error.description.contains("no directory \(node.config.imagesDir)/missing"), "\(error)")
+        }
+        #expect(throws: NodeError.self) { _ = try node.manager.create(name: node.name("img3"), image: "../auto", attributes: [:], start: false) }
+        // Group-writable: refused like `sliverctl image add` refuses it.
+        #expect(try Spawn.run(["/bin/cp", "-a", TestEnvironment.image, node.config.imagesDir + "/loose"]).status == 0)
+        chmod(node.config.imagesDir + "/loose", 0o775)
+        #expect(throws: NodeError.self) { _ = try node.manager.create(name: node.name("img4"), image: "loose", attributes: [:], start: false) }
+        #expect(node.manager.images["loose"] == nil)
+        try node.manager.destroy(name)
+    }
+
     @Test func helperFailureRollsBack() throws {
         let node = try TestNode()
         defer { node.cleanup() }

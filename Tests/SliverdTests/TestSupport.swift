@@ -98,6 +98,8 @@ final class TestNode {
         config.helperPath = TestEnvironment.helper
         config.cgroupParent = "sliverd-test-\(prefix)"
         config.stopTimeout = 2
+        // Never the host's /var/lib/sliverd/images: only what a test puts into its own.
+        config.imagesDir = root + "/images"
         // A private region of the id space per test node: never the daemon's, never another test's.
         config.idFirst = 0x1000_0000 + UInt32.random(in: 0..<4096) * 65536 * 4
         config.idSlots = 4
