@@ -4,7 +4,7 @@ import NodeManager
 
 /// sliverctl sync: poll the desired-state source now and wait until the answer is applied.
 struct Sync: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "sync", 
         abstract: "Poll the provisioning source (PLC or file) now and apply the answer.",
         discussion: "Exits 1 when the poll failed (the node is then unchanged).")
     @OptionGroup var connection: Connection
@@ -32,7 +32,7 @@ struct Sync: ParsableCommand {
 
 /// sliverctl plan: what the next reconcile would do, without doing it.
 struct Plan: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "plan", 
         abstract: "Show what the next reconcile would do with the last good snapshot (nothing is changed).")
     @OptionGroup var connection: Connection
     @Flag var json = false
@@ -67,7 +67,7 @@ struct Plan: ParsableCommand {
 
 /// sliverctl events: the recent provisioning events (in memory, the last 256).
 struct Events: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show recent provisioning events (create, update, destroy, failures, polls).")
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Show recent provisioning events (create, update, destroy, failures, polls).")
     @OptionGroup var connection: Connection
     @Flag var json = false
 

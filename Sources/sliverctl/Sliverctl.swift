@@ -114,7 +114,7 @@ struct ImageCommand: ParsableCommand {
                                                     subcommands: [Add.self, ListImages.self, Remove.self])
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Register DIR as reference image NAME.")
+        static let configuration = CommandConfiguration(commandName: "add", abstract: "Register DIR as reference image NAME.")
         @OptionGroup var connection: Connection
         @Argument var name: String
         @Argument var directory: String
@@ -139,7 +139,7 @@ struct ImageCommand: ParsableCommand {
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Unregister an image no sliver uses.")
+        static let configuration = CommandConfiguration(commandName: "remove", abstract: "Unregister an image no sliver uses.")
         @OptionGroup var connection: Connection
         @Argument var name: String
         func run() { _ = connection.raw(ControlRequest(op: "image.remove", name: name)) }
@@ -147,7 +147,7 @@ struct ImageCommand: ParsableCommand {
 }
 
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create (and start) a sliver.")
+    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create (and start) a sliver.")
     @OptionGroup var connection: Connection
     @Argument(help: "Slice name, PLCAPI style: site_slice.") var name: String
     @Option(help: "Reference image name.") var image: String
@@ -182,28 +182,28 @@ struct SetAttributes: ParsableCommand {
 }
 
 struct Start: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Start a stopped sliver.")
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start a stopped sliver.")
     @OptionGroup var connection: Connection
     @Argument var name: String
     func run() { _ = connection.call(ControlRequest(op: "start", name: name), as: SliverView.self) }
 }
 
 struct Stop: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Stop a sliver (its files stay).")
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop a sliver (its files stay).")
     @OptionGroup var connection: Connection
     @Argument var name: String
     func run() { _ = connection.call(ControlRequest(op: "stop", name: name), as: SliverView.self) }
 }
 
 struct Destroy: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Destroy a sliver and everything it owns.")
+    static let configuration = CommandConfiguration(commandName: "destroy", abstract: "Destroy a sliver and everything it owns.")
     @OptionGroup var connection: Connection
     @Argument var name: String
     func run() { _ = connection.raw(ControlRequest(op: "destroy", name: name)) }
 }
 
 struct List: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List slivers.")
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List slivers.")
     @OptionGroup var connection: Connection
     @Flag var json = false
 
@@ -223,7 +223,7 @@ struct List: ParsableCommand {
 }
 
 struct Show: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show one sliver.")
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one sliver.")
     @OptionGroup var connection: Connection
     @Argument var name: String
     @Flag var json = false
@@ -236,7 +236,7 @@ struct Show: ParsableCommand {
 }
 
 struct Top: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "top", 
         abstract: "Live table of the slivers' resource use, sorted by CPU (Ctrl-C quits).",
         discussion: "CPU% is percent of one CPU over the last interval; MEM/PEAK current and peak memory; OOM processes killed by the OOM killer; DISK used/limit of the disk quota.")
     @OptionGroup var connection: Connection
@@ -274,7 +274,7 @@ struct Top: ParsableCommand {
 }
 
 struct Exec: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a command inside a sliver: sliverctl exec NAME -- CMD...")
+    static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a command inside a sliver: sliverctl exec NAME -- CMD...")
     @OptionGroup var connection: Connection
     @Argument var name: String
     @Argument(parsing: .captureForPassthrough) var command: [String]
@@ -301,7 +301,7 @@ func readKeys(_ path: String) -> [String] {
 }
 
 struct Keys: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "keys", 
         abstract: "Print a slice's SSH keys (sshd's AuthorizedKeysCommand), or replace them.",
         discussion: "sshd_config: AuthorizedKeysCommand /usr/local/bin/sliverctl keys %u")
     @OptionGroup var connection: Connection
@@ -316,7 +316,7 @@ struct Keys: ParsableCommand {
 }
 
 struct Ports: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "ports", 
         abstract: "Ports reserved on the node's public address: ports reserve|release NAME tcp|udp PORT, ports list [NAME].")
     @OptionGroup var connection: Connection
     @Argument(help: "reserve, release or list") var action: String
@@ -346,7 +346,7 @@ struct Ports: ParsableCommand {
 }
 
 struct Address: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "address", 
         abstract: "A whole public address from network.address_pool for a sliver (1:1 NAT): address assign NAME ADDR | release NAME.")
     @OptionGroup var connection: Connection
     @Argument(help: "assign or release") var action: String
@@ -367,7 +367,7 @@ struct Address: ParsableCommand {
 }
 
 struct Ping: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check that sliverd answers.")
+    static let configuration = CommandConfiguration(commandName: "ping", abstract: "Check that sliverd answers.")
     @OptionGroup var connection: Connection
     func run() { printJSON(connection.raw(ControlRequest(op: "ping"))) }
 }
