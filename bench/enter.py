@@ -89,7 +89,9 @@ def main():
             subprocess.run(["lxc-start", "-P", lxc_path, "-n", lxc_name, "-d"], check=True)
             rows.append(("lxc-attach", ms(["lxc-attach", "-P", lxc_path, "-n", lxc_name, "--", "/bin/true"], n)))
         else:
-            notes.append("lxc not installed (apt-get install lxc lxc-templates): lxc-attach not measured")
+            # Not installed by bench/run: on a systemd host Debian's lxc starts lxc-net (a bridge,
+            # lxcbr0, with dnsmasq), which a benchmark has no business adding to a node.
+            notes.append("lxc not installed (apt-get install lxc; note that it enables lxc-net, a host bridge): lxc-attach not measured")
     finally:
         try:
             call(a.socket, {"v": 1, "op": "destroy", "name": slice_name})
