@@ -15,6 +15,10 @@ import CNftables
 /// - slivers reach only the uplink (never each other's private addresses), inbound to a sliver
 ///   only replies and its reserved ports; outbound leaves with the node's public address (source
 ///   NAT); one sliver reaches another only through a reserved public port (hairpin NAT);
+/// - link scheduling: a packet a sliver sends out of the uplink gets the sliver's HTB class id as
+///   its `skb->priority` (map `sliver_class`, keyed by the veth it came in on), which the uplink's
+///   HTB root takes as the class directly (LinkScheduler); this happens in the forward hook,
+///   before source NAT makes every sliver's packets look like the node's own;
 /// - "exceptional" packets (ICMP, ICMPv6, GRE, bare TCP SYN or RST) are limited per sliver: a
 ///   meter keyed by the sliver's veth, so one sliver's flood never eats another's allowance.
 public final class NodeFirewall {
@@ -81,6 +85,7 @@ public final class NodeFirewall {
             set tcp_reserved { type inet_service; }
             set udp_reserved { type inet_service; }
             set reserved_src { type ipv4_addr . inet_proto . inet_service; }
+            map sliver_class { type ifname : classid; }
             chain prerouting {
                 type nat hook prerouting priority dstnat; policy accept;
                 dnat ip to ip daddr map @pool_in4
@@ -93,6 +98,7 @@ public final class NodeFirewall {
             }
             chain forward {
                 type filter hook forward priority filter; policy accept;
+                iifname "\(prefix)*" oifname "\(uplink)" meta priority set iifname map @sliver_class
                 iifname "\(prefix)*" meta nfproto ipv4 iifname . ip saddr != @src4 drop
                 iifname "\(prefix)*" meta nfproto ipv6 iifname . ip6 saddr != @src6 drop
                 iifname "\(prefix)*" oifname "\(prefix)*" ct status dnat accept
@@ -143,6 +149,9 @@ public final class NodeFirewall {
     func elements(_ verb: String, _ a: SliverAddressPlan.Assignment, ports: [Port] = []) -> String {
         var out = "\(verb) element inet \(table) src4 { \"\(a.veth)\" . \(a.sliverIPv4.address) }\n"
         if let v6 = a.sliverIPv6 { out += "\(verb) element inet \(table) src6 { \"\(a.veth)\" . \(v6.address) }\n" }
+        if let id = LinkScheduler.classID(slot: a.id) {
+            out += "\(verb) element inet \(table) sliver_class { \"\(a.veth)\" : \(LinkScheduler.format(id)) }\n"
+        }
         for p in ports { out += portElements(verb, a, p) }
         return out
     }

@@ -16,6 +16,8 @@ public struct SliverAddressPlan: Sendable, Equatable {
     public var capacity: Int { ipv4.prefix > 30 ? 0 : 1 << (30 - ipv4.prefix) }
 
     public struct Assignment: Sendable, Equatable {
+        /// The sliver's stable id (its ID-range slot), which names everything below.
+        public let id: Int
         /// Host end of the veth pair: "slv" + the id in hex, at most 15 bytes (IFNAMSIZ).
         public let veth: String
         public let sliverIPv4: IPNetwork
@@ -38,7 +40,7 @@ public struct SliverAddressPlan: Sendable, Equatable {
         }
         let hex = String(id, radix: 16)
         return Assignment(
-            veth: Self.vethPrefix + String(repeating: "0", count: max(0, 6 - hex.count)) + hex,
+            id: id, veth: Self.vethPrefix + String(repeating: "0", count: max(0, 6 - hex.count)) + hex,
             sliverIPv4: block.adding(2, prefix: 30), hostIPv4: block.adding(1, prefix: 30),
             sliverIPv6: v6?.adding(2, prefix: 64), hostIPv6: v6?.adding(1, prefix: 64))
     }
