@@ -54,13 +54,15 @@ public struct SliverView: Codable, Sendable {
     public var startedAt: Double?
     public var usage: ResourceUsage?
     public var poolAddress: String?
+    /// The sliver's link (absent without networking).
+    public var network: NetworkUsage?
 
     enum CodingKeys: String, CodingKey {
         case name, id, state, image, attributes, idBase = "id_base", idCount = "id_count", initPid = "init_pid"
-        case createdAt = "created_at", startedAt = "started_at", usage
+        case createdAt = "created_at", startedAt = "started_at", usage, network
     }
 
-    public init(_ record: SliverRecord, usage: ResourceUsage?) {
+    public init(_ record: SliverRecord, usage: ResourceUsage?, network: NetworkUsage? = nil) {
         name = record.name
         id = record.id
         // A running sliver with enabled=0 is frozen: say so.
@@ -74,6 +76,31 @@ public struct SliverView: Codable, Sendable {
         startedAt = record.startedAt
         self.usage = usage
         poolAddress = record.poolAddress
+        self.network = network
+    }
+}
+
+/// A sliver's link in `show`: what it sent in its current 24 h byte-cap period and its HTB
+/// class (rate and ceil in bit/s as the kernel keeps them, while it runs).
+public struct NetworkUsage: Codable, Sendable, Equatable {
+    public var bytesSent: UInt64
+    /// Seconds since the epoch; absent before the sliver's first class.
+    public var periodStart: Double?
+    /// Held below net_max_rate by the daily byte cap.
+    public var capped: Bool
+    public var rateBitsPerSecond: UInt64?
+    public var ceilBitsPerSecond: UInt64?
+
+    enum CodingKeys: String, CodingKey {
+        case bytesSent = "bytes_sent", periodStart = "period_start", capped, rateBitsPerSecond = "rate_bps", ceilBitsPerSecond = "ceil_bps"
+    }
+
+    public init(bytesSent: UInt64, periodStart: Double?, capped: Bool, rateBitsPerSecond: UInt64? = nil, ceilBitsPerSecond: UInt64? = nil) {
+        self.bytesSent = bytesSent
+        self.periodStart = periodStart
+        self.capped = capped
+        self.rateBitsPerSecond = rateBitsPerSecond
+        self.ceilBitsPerSecond = ceilBitsPerSecond
     }
 }
 

@@ -8,7 +8,8 @@ import SliverSystem
 
 /// The daemon's single event loop: one epoll set holding the control socket, its clients, a
 /// signalfd, the pidfds of running `exec`s, the pidfd of every sliver's init and, when the node
-/// is provisioned, the provisioner's timerfd, fetch pipe and initscript pidfds. One thread
+/// is provisioned, the provisioner's timerfd, fetch pipe and initscript pidfds, and with
+/// networking the byte-cap timerfd (one pass over all slivers every bwmon_period_s). One thread
 /// serves every sliver; nothing per sliver but an fd in the set.
 public final class ControlServer: ProvisioningLoop {
     private enum Source {
@@ -16,6 +17,8 @@ public final class ControlServer: ProvisioningLoop {
         /// A sliver's broker socket (bound into it at /run/sliverd/broker.sock).
         case brokerListener(name: String)
         case provisioning
+        /// The daily byte caps' periodic pass (ByteCapMonitor).
+        case byteCaps
     }
 
     private struct Client {
@@ -49,6 +52,7 @@ public final class ControlServer: ProvisioningLoop {
     private var initWatches: [String: Int32] = [:]
     private var brokerListeners: [String: Int32] = [:]
     private var running = true
+    private var byteCapTimer: Int32 = -1
     private var receiveBuffer = [UInt8](repeating: 0, count: 65536)
 
     /// Blocks the daemon's signals and returns a signalfd for them. Call first thing in main,
@@ -82,6 +86,41 @@ public final class ControlServer: ProvisioningLoop {
         add(signalFD, .signals)
         syncInitWatches()
         try provisioner?.attach(to: self)
+        if manager.config.networkEnabled {
+            byteCapTimer = try Self.periodicTimer(manager.config.bwmonPeriod)
+            add(byteCapTimer, .byteCaps)
+        }
+    }
+
+    /// A timerfd that fires every `seconds` (first after `seconds`): missed expirations while
+    /// the loop was busy add up in its counter and give one event, not a burst of passes.
+    static func periodicTimer(_ seconds: Double) throws(NodeError) -> Int32 {
+        let fd = timerfd_create(CLOCK_MONOTONIC, Int32(TFD_CLOEXEC | TFD_NONBLOCK))
+        guard fd >= 0 else { throw NodeError(SystemError(stage: "bwmon", attempted: "timerfd_create", errno: errno)) }
+        var interval = timespec()
+        interval.tv_sec = Int(seconds)
+        interval.tv_nsec = Int((seconds - Double(Int(seconds))) * 1e9)
+        var spec = itimerspec(it_interval: interval, it_value: interval)
+        guard timerfd_settime(fd, 0, &spec, nil) == 0 else {
+            let err = errno
+            close(fd)
+            throw NodeError(SystemError(stage: "bwmon", attempted: "timerfd_settime \(seconds) s", errno: err))
+        }
+        return fd
+    }
+
+    /// One byte-cap pass; caps set or lifted become provisioning events (or log lines on a
+    /// node without provisioning).
+    private func byteCapPass() {
+        var expirations: UInt64 = 0
+        _ = read(byteCapTimer, &expirations, 8)
+        for change in manager.byteCapPass() {
+            if let provisioner {
+                provisioner.note(change.sliver, change.reason)
+            } else {
+                log.notice("\(change.reason.prefix { $0 != ":" })", metadata: ["sliver": "\(change.sliver)", "reason": "\(change.reason)"])
+            }
+        }
     }
 
     func watch(_ fd: Int32) { add(fd, .provisioning) }
@@ -170,6 +209,8 @@ public final class ControlServer: ProvisioningLoop {
                 case .provisioning:
                     provisioner?.handle(fd)
                     syncInitWatches()
+                case .byteCaps:
+                    byteCapPass()
                 }
             }
         }
@@ -359,8 +400,9 @@ public final class ControlServer: ProvisioningLoop {
         return value
     }
 
-    private func view(_ record: SliverRecord) -> SliverView {
-        SliverView(record, usage: manager.reportedUsage(record))
+    /// `counters`: the uplink's class counters, read once for a whole list.
+    private func view(_ record: SliverRecord, counters: [Int: UInt64]? = nil) -> SliverView {
+        SliverView(record, usage: manager.reportedUsage(record), network: manager.networkUsage(record, counters: counters))
     }
 
     private func dispatch(_ request: ControlRequest) throws(NodeError) -> Data {
@@ -408,9 +450,11 @@ public final class ControlServer: ProvisioningLoop {
         case "keys.set":
             return ResponseEncoding.success(try manager.setKeys(try required(request.name, "name"), request.keys ?? []).keys)
         case "show":
-            return ResponseEncoding.success(view(try manager.record(try required(request.name, "name"))))
+            let record = try manager.record(try required(request.name, "name"))
+            return ResponseEncoding.success(view(record, counters: manager.linkCounters()))
         case "list":
-            return ResponseEncoding.success(manager.records.values.sorted { $0.name < $1.name }.map(view))
+            let counters = manager.linkCounters()
+            return ResponseEncoding.success(manager.records.values.sorted { $0.name < $1.name }.map { view($0, counters: counters) })
         case "plan":
             guard let provisioner else { throw Self.provisioningOff }
             return ResponseEncoding.success(provisioner.planView())

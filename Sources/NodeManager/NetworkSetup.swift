@@ -37,11 +37,13 @@ extension NodeConfig {
     }
 }
 
-/// The node side of sliver networking that the manager drives: the firewall table, forwarding,
-/// and the stale-veth cleanup. Present only when [network] names an uplink.
+/// The node side of sliver networking that the manager drives: the firewall table, the link
+/// scheduler on the uplink, forwarding, and the stale-veth cleanup. Present only when [network]
+/// names an uplink.
 final class NodeNetwork {
     let plan: SliverAddressPlan
     let firewall: NodeFirewall
+    let scheduler: LinkScheduler
 
     /// Checks the machine (the uplink exists) and turns on forwarding in this network namespace.
     init(config: NodeConfig) throws(NodeError) {
@@ -51,6 +53,7 @@ final class NodeNetwork {
             throw NodeError.invalid("network.uplink", config.uplink, "no such interface (have: \(links.map(\.name).joined(separator: ", ")))")
         }
         plan = config.addressPlan
+        scheduler = LinkScheduler(device: config.uplink, capacity: config.bandwidthCapKbit * 1000)
         let publicIPv4 = config.publicAddresses.first { IPNetwork($0)?.family == .v4 }
         do {
             firewall = try NodeFirewall(table: config.nftTable, uplink: config.uplink, publicIPv4: publicIPv4, plan: plan,
@@ -70,20 +73,43 @@ final class NodeNetwork {
         record.ports.map { NodeFirewall.Port(proto: $0.proto, port: $0.port) }
     }
 
-    func install(running: [SliverRecord]) throws(NodeError) {
+    /// The firewall table and the uplink's HTB tree with exactly the running slivers (`classes`:
+    /// each one's HTB class by name). Returns the slivers whose class was made now (the others
+    /// were adopted with their counters).
+    @discardableResult
+    func install(running: [SliverRecord], classes: [String: HTBClass]) throws(NodeError) -> Set<String> {
         let slivers = running.compactMap { r in assignment(r).map { ($0, Self.ports(r)) } }
         let pool = running.compactMap { r -> (SliverAddressPlan.Assignment, String)? in
             guard let address = r.poolAddress, let a = assignment(r) else { return nil }
             return (a, address)
         }
-        do { try firewall.install(slivers: slivers, pool: pool) } catch { throw NodeError(.internal, "\(error)") }
+        var bySlot: [Int: HTBClass] = [:]
+        for record in running { bySlot[record.id] = classes[record.name] }
+        do {
+            // The classes first: the firewall's map then points at classes that exist.
+            let created = try scheduler.install(slivers: bySlot)
+            try firewall.install(slivers: slivers, pool: pool)
+            return Set(running.filter { created.contains($0.id) }.map(\.name))
+        } catch {
+            throw NodeError(.internal, "\(error)")
+        }
     }
 
-    func attach(_ record: SliverRecord) throws(NodeError) {
-        guard let a = assignment(record) else { return }
+    /// Creates or changes a running sliver's HTB class (live); true when it was made now.
+    @discardableResult
+    func setClass(_ record: SliverRecord, _ spec: HTBClass) throws(NodeError) -> Bool {
+        do { return try scheduler.set(slot: record.id, spec) } catch { throw NodeError(.internal, "\(error)") }
+    }
+
+    /// Gives a starting sliver its HTB class and its firewall elements; true when the class was
+    /// made now (its counter starts at zero).
+    func attach(_ record: SliverRecord, _ spec: HTBClass) throws(NodeError) -> Bool {
+        guard let a = assignment(record) else { return false }
         do {
+            let created = try scheduler.set(slot: record.id, spec)
             try firewall.add(a, ports: Self.ports(record))
             if let address = record.poolAddress { try firewall.setPoolAddress(address, of: a, assigned: true) }
+            return created
         } catch {
             throw NodeError(.internal, "\(error)")
         }
@@ -98,13 +124,16 @@ final class NodeNetwork {
         }
     }
 
-    /// Removes what a sliver had: its firewall elements and, if its namespace is somehow still
-    /// alive, its veth (normally the pair vanished with the namespace).
-    func detach(_ record: SliverRecord) {
-        guard let a = assignment(record) else { return }
+    /// Removes what a sliver had: its firewall elements, its HTB class and, if its namespace is
+    /// somehow still alive, its veth (normally the pair vanished with the namespace). Returns
+    /// the class's last byte counter (nil: it had none).
+    @discardableResult
+    func detach(_ record: SliverRecord) -> UInt64? {
+        guard let a = assignment(record) else { return nil }
         firewall.remove(a, ports: Self.ports(record))
         if let address = record.poolAddress { try? firewall.setPoolAddress(address, of: a, assigned: false) }
         _ = try? LinkTable.delete(a.veth)
+        return (try? scheduler.remove(slot: record.id)) ?? nil
     }
 }
 

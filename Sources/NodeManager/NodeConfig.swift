@@ -1,4 +1,5 @@
 import SliverIsolation
+import SliverNetwork
 import SliverResources
 import SliverSystem
 
@@ -73,6 +74,11 @@ public struct NodeConfig: Sendable, Equatable {
     public var exceptionalPPS = 100
     /// Name of the nftables table Sliverd owns (inet family).
     public var nftTable = "sliverd"
+    /// The node's cap on the uplink in kbit/s: rate and ceil of HTB class 1:1, the most any
+    /// sliver's class may reach. 1 Gbit/s, PlanetLab's bwmax.
+    public var bandwidthCapKbit: UInt64 = 1_000_000
+    /// Seconds between two passes of the daily byte-cap monitor (bwmon) over all slivers.
+    public var bwmonPeriod = 60.0
 
     public var networkEnabled: Bool { !uplink.isEmpty }
 
@@ -96,7 +102,11 @@ public struct NodeConfig: Sendable, Equatable {
 
     public init() {}
 
-    public var idAllocator: IDRangeAllocator { IDRangeAllocator(first: idFirst, slots: idSlots) }
+    /// With networking, slot 4095 is never handed out: its HTB class id would be 1:1fff, the
+    /// default class of unclassified traffic (LinkScheduler.slots).
+    public var idAllocator: IDRangeAllocator {
+        IDRangeAllocator(first: idFirst, slots: networkEnabled ? min(idSlots, LinkScheduler.slots) : idSlots)
+    }
 
     public static func load(path: String) throws(NodeError) -> NodeConfig {
         let text: String
@@ -124,7 +134,7 @@ public struct NodeConfig: Sendable, Equatable {
             "cgroups": ["parent", "version"],
             "sliver": ["capabilities", "default_pids_max", "stop_timeout_s", "boot_program"],
             "network": ["uplink", "public_addresses", "address_pool", "sliver_ipv4", "sliver_ipv6", "port_range",
-                        "ports_per_slice", "exceptional_pps", "nft_table"],
+                        "ports_per_slice", "exceptional_pps", "nft_table", "bandwidth_cap_kbit", "bwmon_period_s"],
             "storage": ["quota", "default_disk_max", "project_id_base", "images_dir"],
             "provisioning": ProvisioningSettings.keys,
         ]
@@ -248,6 +258,14 @@ public struct NodeConfig: Sendable, Equatable {
                 throw NodeError.invalid("network.nft_table", v, "must be [A-Za-z0-9_-], at most 64")
             }
             config.nftTable = v
+        }
+        if let v = try integer("network", "bandwidth_cap_kbit", 1000...100_000_000) { config.bandwidthCapKbit = UInt64(v) }
+        if let v = document.tables["network"]?["bwmon_period_s"] {
+            switch v {
+            case .integer(let n) where (1...86400).contains(n): config.bwmonPeriod = Double(n)
+            case .float(let d) where (0.1...86400).contains(d): config.bwmonPeriod = d
+            default: throw NodeError.invalid("network.bwmon_period_s", "\(v)", "must be 0.1-86400 seconds")
+            }
         }
         try config.validateNetworkSyntax()
         if let v = try string("storage", "quota") {

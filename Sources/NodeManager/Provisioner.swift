@@ -72,6 +72,12 @@ public final class Provisioner {
 
     public var events: [ProvisioningEvent] { reconciler.events.events }
 
+    /// Something another part of the daemon did to a sliver that `sliverctl events` should
+    /// show (the daily byte cap): a notice event, logged with the sliver name.
+    func note(_ sliver: String, _ reason: String) {
+        reconciler.events.record(.notice, sliver, reason)
+    }
+
     /// Registers the timer with the loop and loads the last good snapshot; the first turn of
     /// the loop applies it and starts the first poll.
     func attach(to loop: any ProvisioningLoop) throws(NodeError) {

@@ -32,6 +32,8 @@ public final class SliverManager {
     public private(set) var unreadable: Set<String> = []
     public private(set) var images: [String: ImageRecord] = [:]
     let network: NodeNetwork?
+    /// Daily byte caps (bwmon), with networking only.
+    let byteCaps: ByteCapMonitor?
 
     public init(config: NodeConfig, cgroups: any CgroupDriver, logger: Logger) throws(NodeError) {
         self.config = config
@@ -40,6 +42,7 @@ public final class SliverManager {
         store = try StateStore(directory: config.stateDir)
         launcher = SliverLauncher(helper: config.resolvedHelperPath)
         network = config.networkEnabled ? try NodeNetwork(config: config) : nil
+        byteCaps = config.networkEnabled ? try ByteCapMonitor(stateDir: config.stateDir) : nil
         seccompProgram = config.runDir + "/seccomp-default.bpf"
         do {
             try FileSystem.makeDirectories(config.storageDir, mode: 0o700)
@@ -230,7 +233,7 @@ public final class SliverManager {
             spec.network = (a.veth, a.sliverIPv4.description, a.hostIPv4.description, a.sliverIPv6?.description, a.hostIPv6?.description)
         }
         let identity = try launcher.create(spec)
-        try network?.attach(record)
+        try attachNetwork(record)
         record.state = .running
         record.initProcess = identity
         record.startedAt = Date().timeIntervalSince1970
@@ -252,7 +255,7 @@ public final class SliverManager {
     /// SIGTERM to init (which passes it on and gives its processes a grace period), then the
     /// cgroup is killed for whatever is left after `stopTimeout`.
     private func stopProcesses(_ record: SliverRecord) {
-        defer { network?.detach(record) }
+        defer { detachNetwork(record) }
         try? cgroups.setFrozen(false, record.name)  // a frozen task cannot act on SIGTERM
         if let identity = record.initProcess, identity.isAlive {
             let pidfd = sliver_pidfd_open_checked(identity)
@@ -298,7 +301,7 @@ public final class SliverManager {
     @discardableResult
     func teardown(_ name: String, initProcess: ProcessIdentity? = nil) -> Bool {
         var ok = true
-        if let record = records[name] { network?.detach(record) }
+        if let record = records[name] { detachNetwork(record) }
         do {
             try cgroups.killAll(name)
             try cgroups.remove(name)
@@ -359,6 +362,8 @@ public final class SliverManager {
             } catch {
                 throw Self.nodeError(error)
             }
+            // The HTB class changes in place: queue, counters and processes stay.
+            try applyLinkClass(record)
         }
         try persist(record)
         rebalanceCPU()
@@ -569,7 +574,7 @@ public final class SliverManager {
     public func initExited(_ name: String, identity: ProcessIdentity) {
         guard var record = records[name], record.state == .running, record.initProcess == identity else { return }
         try? cgroups.killAll(name)
-        network?.detach(record)
+        detachNetwork(record)
         record.state = .stopped
         record.initProcess = nil
         try? store.save(record)
@@ -592,6 +597,9 @@ public final class SliverManager {
             if file.hasSuffix(".json") { self.unreadable.insert(String(file.dropLast(5))) }
         }
         for record in loaded { records[record.name] = record }
+        // The firewall table and the HTB tree first, with the slivers that still run (adopted
+        // as they are): a sliver restarted below then finds them there to add its own to.
+        try installNetwork(running: loaded.filter { $0.state == .running && $0.initProcess?.isAlive == true })
         for record in loaded.sorted(by: { $0.name < $1.name }) {
             let name = record.name
             switch record.state {
@@ -630,7 +638,7 @@ public final class SliverManager {
             }
         }
         // The firewall table as a whole, with the elements of the slivers that run now (atomic).
-        try network?.install(running: records.values.filter { $0.state == .running })
+        try installNetwork(running: records.values.filter { $0.state == .running })
         // Orphans: kernel objects and directories named like slivers we have no record of.
         for orphan in cgroups.slivers() where records[orphan] == nil && !self.unreadable.contains(orphan) {
             log.warning("removing orphan cgroup", metadata: ["sliver": "\(orphan)"])

@@ -107,6 +107,14 @@ func describe(_ sliver: SliverView) {
             print("disk:        \(used / 1024) KiB\(limit)\(inodes)")
         }
     }
+    if let network = sliver.network {
+        let since = network.periodStart.map { " since " + ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)) } ?? ""
+        print("net sent:    \(network.bytesSent) bytes\(since) (24 h byte-cap period)")
+        if let rate = network.rateBitsPerSecond, let ceil = network.ceilBitsPerSecond {
+            let kbit = { (bits: UInt64) in String(format: "%.3f kbit/s", Double(bits) / 1000) }
+            print("net class:   rate \(kbit(rate)), ceil \(kbit(ceil))\(network.capped ? " (capped: past net_thresh_kbyte)" : "")")
+        }
+    }
 }
 
 struct ImageCommand: ParsableCommand {

@@ -52,6 +52,8 @@ struct DaemonTests {
             address_pool = [\(node.config.addressPool.map { "\"\($0)\"" }.joined(separator: ", "))]
             nft_table = "\(node.config.nftTable)"
             exceptional_pps = \(node.config.exceptionalPPS)
+            bandwidth_cap_kbit = \(node.config.bandwidthCapKbit)
+            bwmon_period_s = \(node.config.bwmonPeriod)
             \(extra)
             """
             try FileSystem.writeAtomically(configPath, Array(config.utf8), mode: 0o644)
