@@ -199,11 +199,17 @@ final class ProvisionedNode {
             .split(separator: "\n").filter { $0.contains(": slv") }.map(String.init)
     }
 
-    /// Elements of the firewall's per-sliver sets (source addresses by veth).
+    /// Class ids of the uplink's HTB tree ("1:1", "1:1fff", "1:1000", ...).
+    func htbClasses() throws -> Set<String> {
+        guard let network else { return [] }
+        return try Set(LinkSchedulingTests.classes(network).keys)
+    }
+
+    /// Elements of the firewall's per-sliver sets and maps (source addresses, classes by veth).
     func firewallElements() throws -> String {
         guard let network else { return "" }
-        return try ["src4", "src6"].map {
-            try network.exec(in: network.node, ["/usr/sbin/nft", "list", "set", "inet", node.config.nftTable, $0]).stdout
+        return try ["src4", "src6", "sliver_class"].map {
+            try network.exec(in: network.node, ["/usr/sbin/nft", "list", $0 == "sliver_class" ? "map" : "set", "inet", node.config.nftTable, $0]).stdout
         }.joined()
     }
 

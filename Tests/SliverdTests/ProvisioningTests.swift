@@ -331,6 +331,9 @@ struct ProvisioningTests {
             for name in all where !wanted.contains(name) { #expect(p.traces(name).isEmpty, "round \(round): \(p.traces(name))") }
             let veths = try p.veths()
             #expect(veths.count == wanted.count, "round \(round): \(veths)")
+            // One HTB class per running sliver besides 1:1 and 1:1fff, none of a gone one.
+            let classes = try p.htbClasses()
+            #expect(classes.count == wanted.count + 2 && classes.isSuperset(of: ["1:1", "1:1fff"]), "round \(round): \(classes.sorted())")
             print("kill -9 round \(round): reboot \(reboot), \(wanted.count) slivers converged \(String(format: "%.2f", Date().timeIntervalSince(started))) s after the restart")
         }
         try p.publish([], timestamp: base + rounds)
@@ -358,6 +361,7 @@ struct ProvisioningTests {
         let veths = try p.veths()
         #expect(veths.isEmpty, "veths left: \(veths)")
         let elements = try p.firewallElements()
-        #expect(elements.contains("src4") && !elements.contains("slv"), "nftables elements left: \(elements)")
+        #expect(elements.contains("src4") && elements.contains("sliver_class") && !elements.contains("slv"), "nftables elements left: \(elements)")
+        #expect(try p.htbClasses() == ["1:1", "1:1fff"], "HTB classes left")
     }
 }
