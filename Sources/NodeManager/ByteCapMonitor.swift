@@ -20,15 +20,19 @@ final class ByteCapMonitor {
         var reason: String
     }
 
-    init(stateDir: String) throws(NodeError) {
+    /// Why the saved accounts could not be read, if they could not (for the caller's log).
+    private(set) var loadProblem: String?
+
+    init(stateDir: String) {
         path = stateDir + "/bwmon.json"
         guard FileSystem.exists(path) else { return }
         do {
             accounts = try JSONDecoder().decode([String: ByteAccount].self, from: Data(try FileSystem.readFile(path)))
             saved = accounts
         } catch {
-            // Lost accounting is better than a node that cannot start: begin anew, and say so.
-            throw NodeError(.internal, "cannot read \(path): \(error); move it away to start the byte accounting anew")
+            // Lost accounting is better than a node that cannot start: the accounting begins
+            // anew (the next write replaces the file), and the caller says so in its log.
+            loadProblem = "cannot read \(path): \(error); byte accounting starts anew"
         }
     }
 

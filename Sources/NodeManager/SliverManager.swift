@@ -42,7 +42,8 @@ public final class SliverManager {
         store = try StateStore(directory: config.stateDir)
         launcher = SliverLauncher(helper: config.resolvedHelperPath)
         network = config.networkEnabled ? try NodeNetwork(config: config) : nil
-        byteCaps = config.networkEnabled ? try ByteCapMonitor(stateDir: config.stateDir) : nil
+        byteCaps = config.networkEnabled ? ByteCapMonitor(stateDir: config.stateDir) : nil
+        if let problem = byteCaps?.loadProblem { logger.error("daily byte caps: \(problem)") }
         seccompProgram = config.runDir + "/seccomp-default.bpf"
         do {
             try FileSystem.makeDirectories(config.storageDir, mode: 0o700)

@@ -114,7 +114,7 @@ import Testing
     func monitor() throws -> (ByteCapMonitor, String) {
         let dir = "/tmp/sliverd-test-bwmon-\(UInt32.random(in: 0..<UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return (try ByteCapMonitor(stateDir: dir), dir)
+        return (ByteCapMonitor(stateDir: dir), dir)
     }
 
     @Test func eventsOnlyWhenACapStartsOrEndsAndAccountsPersist() throws {
@@ -132,11 +132,22 @@ import Testing
         #expect(ByteAccountTests.allocation.htbClass(cap: monitor.account("s_a")?.cap) == ByteAccountTests.allocation.htbClass(cap: cap))
         try monitor.save()
         // A restarted daemon reads the accounts back.
-        let again = try ByteCapMonitor(stateDir: dir)
-        #expect(again.account("s_a") == monitor.account("s_a"))
+        let again = ByteCapMonitor(stateDir: dir)
+        #expect(again.account("s_a") == monitor.account("s_a") && again.loadProblem == nil)
         // The next period lifts the cap.
         let lifted = again.pass(now: Self.t0 + 86_400, counters: ["s_a": 2_000_100], allocations: allocations, existing: ["s_a"])
         #expect(lifted.count == 1 && lifted[0].cap == nil && lifted[0].reason.hasPrefix("net cap lifted"), "\(lifted)")
+    }
+
+    @Test func anUnreadableFileStartsTheAccountingAnew() throws {
+        let (_, dir) = try monitor()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "{not json".write(toFile: dir + "/bwmon.json", atomically: true, encoding: .utf8)
+        let monitor = ByteCapMonitor(stateDir: dir)
+        #expect(monitor.loadProblem?.contains("bwmon.json") == true && monitor.accounts.isEmpty)
+        monitor.classCreated("s_c", now: Self.t0)
+        try monitor.save()
+        #expect(ByteCapMonitor(stateDir: dir).account("s_c") != nil)
     }
 
     @Test func aDestroyedSliceKeepsItsAccountUntilItsPeriodEnds() throws {
