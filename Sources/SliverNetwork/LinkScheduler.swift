@@ -52,6 +52,12 @@ public final class LinkScheduler {
         self.capacity = capacity
     }
 
+    /// A scheduler that takes `applied` as what the kernel holds (tests of the no-op path).
+    convenience init(device: String, capacity: UInt64, applied: [Int: HTBClass]) {
+        self.init(device: device, capacity: capacity)
+        self.applied = applied
+    }
+
     var nodeClass: HTBClass { HTBClass(rate: capacity, ceil: capacity, quantum: 1600) }
     /// Host traffic: PlanetLab's default class (guaranteed 1 kbit/s, may use the whole cap).
     var defaultClass: HTBClass { HTBClass(rate: HTBClass.minimumRate, ceil: capacity, quantum: 1600) }

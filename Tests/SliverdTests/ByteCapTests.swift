@@ -129,7 +129,13 @@ import Testing
         // The same reading again: the same cap, no event, and the class would be written with
         // the same values (LinkScheduler.set then makes no call).
         #expect(monitor.pass(now: Self.t0 + 3, counters: ["s_a": 2_000_000], allocations: allocations, existing: ["s_a"]).isEmpty)
-        #expect(ByteAccountTests.allocation.htbClass(cap: monitor.account("s_a")?.cap) == ByteAccountTests.allocation.htbClass(cap: cap))
+        let spec = ByteAccountTests.allocation.htbClass(cap: monitor.account("s_a")?.cap)
+        #expect(spec == ByteAccountTests.allocation.htbClass(cap: cap))
+        // The scheduler makes no kernel call for a class it already holds: on a device that does
+        // not exist, the same class is accepted silently, a different one reaches the kernel.
+        let scheduler = LinkScheduler(device: "nosuchdev0", capacity: 1_000_000_000, applied: [7: spec])
+        #expect(throws: Never.self) { try scheduler.set(slot: 7, spec) }
+        #expect(throws: NetworkError.self) { try scheduler.set(slot: 7, HTBClass(rate: spec.rate, ceil: spec.ceil + 8000, quantum: spec.quantum)) }
         try monitor.save()
         // A restarted daemon reads the accounts back.
         let again = ByteCapMonitor(stateDir: dir)

@@ -40,6 +40,13 @@ import Testing
         #expect(config.stopTimeout == 2)
     }
 
+    @Test func readsLinkScheduling() throws {
+        let defaults = try NodeConfig(toml: "")
+        #expect(defaults.bandwidthCapKbit == 1_000_000 && defaults.bwmonPeriod == 60)
+        let config = try NodeConfig(toml: "[network]\nbandwidth_cap_kbit = 100000\nbwmon_period_s = 0.5")
+        #expect(config.bandwidthCapKbit == 100_000 && config.bwmonPeriod == 0.5)
+    }
+
     @Test func readsProvisioning() throws {
         let defaults = try NodeConfig(toml: "").provisioning
         #expect(defaults.source == .file && defaults.file.isEmpty && !defaults.isEnabled)
@@ -97,6 +104,9 @@ import Testing
         ("[cgroups]\nversion = \"v3\"", "cgroups.version"),
         ("[ids]\nslots = 0", "ids.slots"),
         ("[daemon]\nsocket_mode = \"999\"", "daemon.socket_mode"),
+        ("[network]\nbandwidth_cap_kbit = 10", "network.bandwidth_cap_kbit"),
+        ("[network]\nbwmon_period_s = 0", "network.bwmon_period_s"),
+        ("[network]\nbwmon_period_s = \"1m\"", "network.bwmon_period_s"),
     ])
     func refusesWithField(_ text: String, _ field: String) {
         do {
