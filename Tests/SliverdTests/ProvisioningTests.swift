@@ -259,9 +259,11 @@ struct ProvisioningTests {
     /// Creating many slivers takes a while; the reconcile runs in slices of 0.2 s so the event
     /// loop keeps answering (sliverctl, vsh logins, init exits) in between.
     @Test func longReconcileKeepsTheLoopResponsive() throws {
-        let count = 40
+        // Enough creates that the reconcile spans several 0.2 s slices on a fast machine (40 took
+        // only 0.35 s once creation got faster, and one slice's wait is then half of it).
+        let count = 100
         let p = try ProvisionedNode(usePLC: false, slots: count + 4) { config in
-            config.idFirst = 0x6800_0000 + UInt32.random(in: 0..<16) * 65536 * 64
+            config.idFirst = 0x6800_0000 + UInt32.random(in: 0..<8) * 65536 * 128
         }
         defer { p.cleanup() }
         try p.publish((0..<count).map { TestSlice(name: p.node.name("r\($0)"), id: $0 + 1, attributes: [("vref", "busybox")]) })
