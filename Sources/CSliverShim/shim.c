@@ -98,8 +98,6 @@ int sliver_block_signals_fd(const int *signals, int n) {
     return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
 
-size_t sliver_mnl_socket_buffer_size(void) { long p = sysconf(_SC_PAGESIZE); return p < 8192L ? (size_t)p : 8192UL; }
-
 int sliver_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int sliver_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }

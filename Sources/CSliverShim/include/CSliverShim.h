@@ -41,9 +41,6 @@ int sliver_accept(int sock);
 int sliver_lock_passwd(void);
 int sliver_unlock_passwd(void);
 
-/// MNL_SOCKET_BUFFER_SIZE (a macro in libmnl).
-size_t sliver_mnl_socket_buffer_size(void);
-
 // btrfs subvolumes/qgroups and project quotas (SliverResources' disk-quota backends).
 #include "sliver_quota.h"
 #endif
