@@ -71,13 +71,9 @@ struct LinkSchedulingTests {
 
     @Test func classesFollowSliversLiveAndAcrossRestarts() throws {
         let node = try Self.makeNode(table: "sliverd_htb")
-        let network = try TestNetwork(prefix: node.prefix)
-        let daemon = try DaemonTests.Daemon(node, netns: network.node)
-        defer {
-            daemon.stop(signal: SIGKILL)
-            node.cleanup()
-            network.remove()
-        }
+        let fixture = try NetworkTests.NetworkedDaemon(node)
+        defer { fixture.cleanup() }
+        let (network, daemon) = (fixture.network, fixture.daemon)
         try daemon.start()
         let a = node.name("hta"), b = node.name("htb")
         #expect(try daemon.ctl(["create", a, "--image", "busybox", "--set", "net_min_rate=500", "--set", "net_max_rate=8000",
@@ -189,21 +185,15 @@ struct LinkSchedulingTests {
 
     @Test func aSliverIsHeldToItsCeiling() throws {
         let node = try Self.makeNode(table: "sliverd_htbrate")
-        let network = try TestNetwork(prefix: node.prefix)
-        let daemon = try DaemonTests.Daemon(node, netns: network.node)
-        var sink: SpawnedProcess?
-        defer {
-            if let sink { kill(sink.pid, SIGKILL); var s: Int32 = 0; waitpid(sink.pid, &s, 0) }
-            daemon.stop(signal: SIGKILL)
-            node.cleanup()
-            network.remove()
-        }
+        let fixture = try NetworkTests.NetworkedDaemon(node)
+        defer { fixture.cleanup() }
+        let (network, daemon) = (fixture.network, fixture.daemon)
         try daemon.start()
         let slow = node.name("slow"), fast = node.name("fast")
         #expect(try daemon.ctl(["create", slow, "--image", "busybox", "--set", "net_max_rate=8000"]).status == 0)
         #expect(try daemon.ctl(["create", fast, "--image", "busybox"]).status == 0)
         let log = node.root + "/sink.log"
-        sink = try Self.startSink(network, port: 5001, window: 2, log: log)
+        fixture.processes.append(try Self.startSink(network, port: 5001, window: 2, log: log))
         // Each sends for 2 s (the sink closes after its window; more than 2 s of data at 1 Gbit/s).
         try Self.send(daemon, slow, kib: 400_000, port: 5001)
         let slowBytes = Self.received(log, count: 1).first ?? 0
@@ -221,15 +211,9 @@ struct LinkSchedulingTests {
 
     @Test func dailyByteCapLowersTheCeilingAndSurvivesRestartsAndRecreation() throws {
         let node = try Self.makeNode(table: "sliverd_bwmon", bwmonPeriod: 0.5)
-        let network = try TestNetwork(prefix: node.prefix)
-        let daemon = try DaemonTests.Daemon(node, netns: network.node)
-        var sink: SpawnedProcess?
-        defer {
-            if let sink { kill(sink.pid, SIGKILL); var s: Int32 = 0; waitpid(sink.pid, &s, 0) }
-            daemon.stop(signal: SIGKILL)
-            node.cleanup()
-            network.remove()
-        }
+        let fixture = try NetworkTests.NetworkedDaemon(node)
+        defer { fixture.cleanup() }
+        let (network, daemon) = (fixture.network, fixture.daemon)
         try daemon.start()
         let name = node.name("cap")
         // 20 MiB a day, throttled past 1 MiB: what is left, spread over the rest of the day, is
@@ -237,7 +221,7 @@ struct LinkSchedulingTests {
         let attributes = ["--set", "net_max_kbyte=20480", "--set", "net_thresh_kbyte=1024", "--set", "net_max_rate=8000"]
         #expect(try daemon.ctl(["create", name, "--image", "busybox"] + attributes).status == 0)
         let log = node.root + "/sink.log"
-        sink = try Self.startSink(network, port: 5002, window: 3, log: log)
+        fixture.processes.append(try Self.startSink(network, port: 5002, window: 3, log: log))
         // The pass that sees the threshold crossed caps the sliver at once: the rest of the
         // 1.5 MiB then trickles at the cap and the sink's 3 s window ends first.
         try Self.send(daemon, name, kib: 1536, port: 5002)

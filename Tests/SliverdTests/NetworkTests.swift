@@ -22,15 +22,20 @@ struct NetworkTests {
         init(prefix: String) throws {
             node = "sdn\(prefix)"
             remote = "sdr\(prefix)"
-            try run(["ip", "netns", "add", node])
-            try run(["ip", "netns", "add", remote])
-            try run(["ip", "-n", node, "link", "add", "up0", "type", "veth", "peer", "name", "rem0", "netns", remote])
-            try run(["ip", "-n", node, "addr", "add", Self.nodeAddress + "/24", "dev", "up0"])
-            try run(["ip", "-n", node, "link", "set", "up0", "up"])
-            try run(["ip", "-n", node, "link", "set", "lo", "up"])
-            try run(["ip", "-n", remote, "addr", "add", Self.remoteAddress + "/24", "dev", "rem0"])
-            try run(["ip", "-n", remote, "link", "set", "rem0", "up"])
-            try run(["ip", "-n", remote, "link", "set", "lo", "up"])
+            do {
+                try run(["ip", "netns", "add", node])
+                try run(["ip", "netns", "add", remote])
+                try run(["ip", "-n", node, "link", "add", "up0", "type", "veth", "peer", "name", "rem0", "netns", remote])
+                try run(["ip", "-n", node, "addr", "add", Self.nodeAddress + "/24", "dev", "up0"])
+                try run(["ip", "-n", node, "link", "set", "up0", "up"])
+                try run(["ip", "-n", node, "link", "set", "lo", "up"])
+                try run(["ip", "-n", remote, "addr", "add", Self.remoteAddress + "/24", "dev", "rem0"])
+                try run(["ip", "-n", remote, "link", "set", "rem0", "up"])
+                try run(["ip", "-n", remote, "link", "set", "lo", "up"])
+            } catch {
+                remove()  // half made: nothing stays behind
+                throw error
+            }
         }
 
         func remove() {
@@ -48,6 +53,45 @@ struct NetworkTests {
         /// A command in one of the namespaces (network only).
         func exec(in ns: String, _ argv: [String]) throws -> CompletedProcess {
             try Spawn.run(["/usr/bin/nsenter", "--net=/run/netns/\(ns)", "--"] + argv)
+        }
+    }
+
+    /// A test node's daemon running inside a TestNetwork, and the processes a test starts around
+    /// it (listeners in the remote namespace): `cleanup()` removes all of it, the node included,
+    /// in whatever state the test stopped.
+    final class NetworkedDaemon {
+        let node: TestNode
+        let network: TestNetwork
+        let daemon: DaemonTests.Daemon
+        /// Killed and reaped by cleanup().
+        var processes: [SpawnedProcess] = []
+
+        init(_ node: TestNode) throws {
+            self.node = node
+            do {
+                network = try TestNetwork(prefix: node.prefix)
+            } catch {
+                node.cleanup()
+                throw error
+            }
+            do {
+                daemon = try DaemonTests.Daemon(node, netns: network.node)
+            } catch {
+                node.cleanup()
+                network.remove()
+                throw error
+            }
+        }
+
+        func cleanup() {
+            for process in processes {
+                kill(process.pid, SIGKILL)
+                var status: Int32 = 0
+                waitpid(process.pid, &status, 0)
+            }
+            daemon.stop(signal: SIGKILL)
+            node.cleanup()
+            network.remove()
         }
     }
 
@@ -80,15 +124,9 @@ struct NetworkTests {
         node.config.publicAddresses = [TestNetwork.nodeAddress]
         node.config.nftTable = "sliverd_test"
         node.config.exceptionalPPS = 50
-        let network = try TestNetwork(prefix: node.prefix)
-        let daemon = try DaemonTests.Daemon(node, netns: network.node)
-        var server: SpawnedProcess?
-        defer {
-            if let server { kill(server.pid, SIGKILL); var s: Int32 = 0; waitpid(server.pid, &s, 0) }
-            daemon.stop(signal: SIGKILL)
-            node.cleanup()
-            network.remove()
-        }
+        let fixture = try NetworkTests.NetworkedDaemon(node)
+        defer { fixture.cleanup() }
+        let (network, daemon) = (fixture.network, fixture.daemon)
         try daemon.start()
         let a = node.name("neta"), b = node.name("netb")
         #expect(try daemon.ctl(["create", a, "--image", "busybox"]).status == 0)
@@ -107,8 +145,8 @@ struct NetworkTests {
         // The remote host (the Internet) answers TCP and UDP, and sees the node's public address.
         let log = node.root + "/remote.log"
         let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
-        server = try Spawn.start(["/usr/bin/nsenter", "--net=/run/netns/\(network.remote)", "--", "/usr/bin/python3", "-c",
-                                  Self.remoteServer, log], stdio: (devnull, devnull, devnull))
+        fixture.processes.append(try Spawn.start(["/usr/bin/nsenter", "--net=/run/netns/\(network.remote)", "--", "/usr/bin/python3", "-c",
+                                                  Self.remoteServer, log], stdio: (devnull, devnull, devnull)))
         close(devnull)
         for _ in 0..<300 where !FileSystem.exists(log + ".ready") { usleep(10_000) }
         let tcp = try daemon.ctl(["exec", a, "--", "/bin/netprobe", "tcp", TestNetwork.remoteAddress, "8080"])
@@ -183,13 +221,9 @@ struct NetworkTests {
         node.config.uplink = "up0"
         node.config.nftTable = "sliverd_scale"
         node.config.idSlots = count
-        let network = try TestNetwork(prefix: node.prefix)
-        let daemon = try DaemonTests.Daemon(node, netns: network.node)
-        defer {
-            daemon.stop(signal: SIGKILL)
-            node.cleanup()
-            network.remove()
-        }
+        let fixture = try NetworkTests.NetworkedDaemon(node)
+        defer { fixture.cleanup() }
+        let (network, daemon) = (fixture.network, fixture.daemon)
         try daemon.start()
         let client = try daemon.client()
         let names = (0..<count).map { node.name("s\($0)") }
@@ -267,23 +301,17 @@ struct BrokerTests {
         node.config.addressPool = ["198.51.100.10"]
         // B opens 1000 connections below: above the default SYN rate limit (tested elsewhere).
         node.config.exceptionalPPS = 100_000
-        let network = try NetworkTests.TestNetwork(prefix: node.prefix)
-        let daemon = try DaemonTests.Daemon(node, netns: network.node)
-        var server: SpawnedProcess?
-        defer {
-            if let server { kill(server.pid, SIGKILL); var s: Int32 = 0; waitpid(server.pid, &s, 0) }
-            daemon.stop(signal: SIGKILL)
-            node.cleanup()
-            network.remove()
-        }
+        let fixture = try NetworkTests.NetworkedDaemon(node)
+        defer { fixture.cleanup() }
+        let (network, daemon) = (fixture.network, fixture.daemon)
         try daemon.start()
         let a = node.name("bra"), b = node.name("brb")
         #expect(try daemon.ctl(["create", a, "--image", "busybox", "--set", "raw_protocols=icmp,tcp"]).status == 0)
         #expect(try daemon.ctl(["create", b, "--image", "busybox"]).status == 0)
         let log = node.root + "/remote.log"
         let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
-        server = try Spawn.start(["/usr/bin/nsenter", "--net=/run/netns/\(network.remote)", "--", "/usr/bin/python3", "-c",
-                                  NetworkTests.remoteServer, log], stdio: (devnull, devnull, devnull))
+        fixture.processes.append(try Spawn.start(["/usr/bin/nsenter", "--net=/run/netns/\(network.remote)", "--", "/usr/bin/python3", "-c",
+                                                  NetworkTests.remoteServer, log], stdio: (devnull, devnull, devnull)))
         close(devnull)
         for _ in 0..<300 where !FileSystem.exists(log + ".ready") { usleep(10_000) }
         let client = "/run/sliverd/sliverd-client"
