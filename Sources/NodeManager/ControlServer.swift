@@ -353,8 +353,10 @@ public final class ControlServer: ProvisioningLoop {
             return
         }
         let restricted = clients[fd]?.restricted ?? true
-        guard request.op == "login" || (uid == 0 && !restricted) else {
-            let reason = restricted ? "the vsh socket serves only login" : "the control API is for root; uid \(uid) refused"
+        // The vsh socket also answers root's `keys` (vsh --authorized-keys, sshd's
+        // AuthorizedKeysCommand): root may ask the control socket the same anyway.
+        guard request.op == "login" || (uid == 0 && (!restricted || request.op == "keys")) else {
+            let reason = restricted ? "the vsh socket serves only login (and keys, to root)" : "the control API is for root; uid \(uid) refused"
             respond(fd, ResponseEncoding.failure(NodeError(.permissionDenied, reason)))
             return
         }

@@ -311,7 +311,7 @@ func readKeys(_ path: String) -> [String] {
 struct Keys: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "keys", 
         abstract: "Print a slice's SSH keys (sshd's AuthorizedKeysCommand), or replace them.",
-        discussion: "sshd_config: AuthorizedKeysCommand /usr/local/bin/sliverctl keys %u")
+        discussion: "sshd's AuthorizedKeysCommand can be this or, faster, `vsh --authorized-keys %u` (conf/sshd_config.d/sliverd.conf).")
     @OptionGroup var connection: Connection
     @Argument var name: String
     @Option(help: "Replace the keys with those in this file (live: no restart).") var setFile: String?

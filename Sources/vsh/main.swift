@@ -2,6 +2,7 @@
 //
 //   as a slice account's login shell (sshd runs it):  -vsh  (interactive)  |  vsh -c 'COMMAND'
 //   as an admin (root) or a slice user:               vsh [--socket PATH] SLICE [-- CMD ARGS...]
+//   as sshd's AuthorizedKeysCommand (root):            vsh [--socket PATH] --authorized-keys SLICE
 //
 // vsh has no privileges and no setuid bit. It connects to sliverd's vsh socket and hands over its
 // stdin, stdout and stderr (SCM_RIGHTS); sliverd identifies the caller by its uid (SO_PEERCRED),
@@ -61,6 +62,7 @@ var socketPath: UnsafePointer<CChar> = UnsafePointer(getenv("SLIVERD_VSH_SOCKET"
 var slice: UnsafePointer<CChar>?
 var command: UnsafePointer<CChar>?
 var commandStart = 0  // index in argv of the first argument of an explicit command, 0 = none
+var keysOf: UnsafePointer<CChar>?  // --authorized-keys SLICE
 if argc > 0, let invokedAs = argv[0], invokedAs.pointee == CChar(UInt8(ascii: "-")) {
     // login(1)/sshd convention for an interactive login shell: argv[0] = "-vsh".
 } else if argc >= 3 && isEqual(argv[1], "-c") {
@@ -74,7 +76,13 @@ if argc > 0, let invokedAs = argv[0], invokedAs.pointee == CChar(UInt8(ascii: "-
     }
     if i < argc && (isEqual(argv[i], "-h") || isEqual(argv[i], "--help")) {
         print("usage: vsh [--socket PATH] [SLICE [-- CMD ARGS...]]   (as a login shell: -vsh | vsh -c COMMAND)")
+        print("       vsh [--socket PATH] --authorized-keys SLICE   (sshd's AuthorizedKeysCommand, as root)")
         exit(0)
+    }
+    if i < argc && isEqual(argv[i], "--authorized-keys") {
+        guard i + 1 < argc, let name = argv[i + 1] else { fail("--authorized-keys needs a slice name", status: 2) }
+        keysOf = UnsafePointer(name)
+        i = argc
     }
     if i < argc, let first = argv[i], first.pointee != CChar(UInt8(ascii: "-")) {
         slice = UnsafePointer(first)
@@ -97,6 +105,116 @@ let connected = withUnsafePointer(to: &address) {
     $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(sock, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
 }
 guard connected == 0 else { fail("cannot reach sliverd at \(String(cString: socketPath)): \(String(cString: strerror(errno)))") }
+
+// MARK: answers
+
+/// Where `key` ("\"status\":") ends in the one-line response, if it occurs.
+func find(_ key: StaticString, in response: [UInt8]) -> Int? {
+    key.withUTF8Buffer { needle in
+        guard response.count >= needle.count else { return nil }
+        for start in 0...(response.count - needle.count) where response[start] == needle[0] {
+            var match = true
+            for j in 1..<needle.count where response[start + j] != needle[j] { match = false; break }
+            if match { return start + needle.count }
+        }
+        return nil
+    }
+}
+
+/// The JSON string starting at `i` (its opening quote), unescaped; `i` ends after its closing
+/// quote. nil if there is none or it is cut off.
+func jsonString(_ bytes: [UInt8], _ i: inout Int) -> [UInt8]? {
+    guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return nil }
+    i += 1
+    var out: [UInt8] = []
+    func hex4(_ at: Int) -> UInt32? {
+        guard at + 4 <= bytes.count else { return nil }
+        var value: UInt32 = 0
+        for b in bytes[at..<at + 4] {
+            let digit: UInt8
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = b - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = b - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = b - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt32(digit)
+        }
+        return value
+    }
+    while i < bytes.count {
+        let b = bytes[i]
+        i += 1
+        if b == UInt8(ascii: "\"") { return out }
+        guard b == UInt8(ascii: "\\") else { out.append(b); continue }
+        guard i < bytes.count else { return nil }
+        let e = bytes[i]
+        i += 1
+        switch e {
+        case UInt8(ascii: "n"): out.append(0x0a)
+        case UInt8(ascii: "t"): out.append(0x09)
+        case UInt8(ascii: "r"): out.append(0x0d)
+        case UInt8(ascii: "b"): out.append(0x08)
+        case UInt8(ascii: "f"): out.append(0x0c)
+        case UInt8(ascii: "u"):
+            guard var code = hex4(i) else { return nil }
+            i += 4
+            // A UTF-16 surrogate pair is one character: \uD83D\uDE00.
+            if (0xD800..<0xDC00).contains(code), i + 6 <= bytes.count, bytes[i] == UInt8(ascii: "\\"),
+               bytes[i + 1] == UInt8(ascii: "u"), let low = hex4(i + 2), (0xDC00..<0xE000).contains(low) {
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                i += 6
+            }
+            out.append(contentsOf: String(Character(UnicodeScalar(code) ?? "\u{FFFD}")).utf8)
+        default: out.append(e)  // \" \\ \/
+        }
+    }
+    return nil
+}
+
+/// Exits with the error message of a failed answer.
+func failWith(_ response: [UInt8]) -> Never {
+    if response.isEmpty { fail("sliverd closed the connection") }
+    if var i = find("\"message\":", in: response), let message = jsonString(response, &i) {
+        fail(String(decoding: message, as: UTF8.self))
+    }
+    fail("request failed")
+}
+
+// MARK: sshd's AuthorizedKeysCommand
+
+// The slice's keys, one per line, as sliverd has them now (key rotation rewrites no file). sshd
+// runs this as root for every key a client offers: a static program answers in about a
+// millisecond, where sliverctl's start-up alone costs most of 20 ms. The vsh socket serves
+// `keys` to root only.
+if let keysOf {
+    var request: [UInt8] = []
+    appendASCII(&request, "{\"v\":1,\"op\":\"keys\",\"name\":")
+    appendJSON(&request, keysOf)
+    appendASCII(&request, "}\n")
+    let sent = request.withUnsafeBytes { Glibc.send(sock, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    guard sent == request.count else { fail("cannot send the keys request: \(String(cString: strerror(errno)))") }
+    var response: [UInt8] = []
+    var buffer: [UInt8] = Array(repeating: 0, count: 4096)
+    while !response.contains(UInt8(ascii: "\n")) {
+        let n = buffer.withUnsafeMutableBytes { read(sock, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        response.append(contentsOf: buffer[0..<n])
+    }
+    guard find("\"ok\":true", in: response) != nil, var i = find("\"result\":[", in: response) else { failWith(response) }
+    var keys: [UInt8] = []
+    while i < response.count, response[i] != UInt8(ascii: "]") {
+        if response[i] == UInt8(ascii: ",") || response[i] == UInt8(ascii: " ") { i += 1; continue }
+        guard let key = jsonString(response, &i) else { fail("malformed keys answer from sliverd") }
+        keys += key
+        keys.append(UInt8(ascii: "\n"))
+    }
+    _ = keys.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+    exit(0)
+}
+
+// MARK: login
 
 let tty = isatty(0) == 1
 var request: [UInt8] = []
@@ -190,19 +308,6 @@ loop: while true {
 }
 if rawMode { tcsetattr(0, TCSANOW, &saved) }
 
-/// Where `key` ("\"status\":") ends in the one-line response, if it occurs.
-func find(_ key: StaticString, in response: [UInt8]) -> Int? {
-    key.withUTF8Buffer { needle in
-        guard response.count >= needle.count else { return nil }
-        for start in 0...(response.count - needle.count) where response[start] == needle[0] {
-            var match = true
-            for j in 1..<needle.count where response[start + j] != needle[j] { match = false; break }
-            if match { return start + needle.count }
-        }
-        return nil
-    }
-}
-
 if find("\"ok\":true", in: response) != nil, var i = find("\"status\":", in: response) {
     var negative = false
     if i < response.count && response[i] == UInt8(ascii: "-") { negative = true; i += 1 }
@@ -215,23 +320,4 @@ if find("\"ok\":true", in: response) != nil, var i = find("\"status\":", in: res
     }
     if digits > 0 { exit(negative ? -status : status) }
 }
-if response.isEmpty { fail("sliverd closed the connection") }
-// The error message: the JSON string after "message":, unescaped (\" \\ \n ...; \uXXXX kept as is).
-if var i = find("\"message\":\"", in: response) {
-    var message: [UInt8] = []
-    while i < response.count, response[i] != UInt8(ascii: "\"") {
-        if response[i] == UInt8(ascii: "\\"), i + 1 < response.count {
-            i += 1
-            switch response[i] {
-            case UInt8(ascii: "n"): message.append(UInt8(ascii: "\n"))
-            case UInt8(ascii: "t"): message.append(UInt8(ascii: "\t"))
-            default: message.append(response[i])
-            }
-        } else {
-            message.append(response[i])
-        }
-        i += 1
-    }
-    fail(String(decoding: message, as: UTF8.self))
-}
-fail("login failed")
+failWith(response)

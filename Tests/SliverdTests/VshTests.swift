@@ -24,12 +24,12 @@ struct VshTests {
             port = Int.random(in: 20000..<60000)
             keysDir = "/run/sliverd-test-keys-\(daemon.node.prefix)"
             try FileSystem.makeDirectories(keysDir, mode: 0o755)
-            try FileSystem.writeAtomically(keysDir + "/sliverctl", try FileSystem.readFile(TestEnvironment.sliverctl, limit: 256 << 20), mode: 0o755)
+            try FileSystem.writeAtomically(keysDir + "/vsh", try FileSystem.readFile(TestEnvironment.vsh, limit: 256 << 20), mode: 0o755)
             try FileSystem.makeDirectories("/run/sshd", mode: 0o755)
             _ = try Spawn.run(["/usr/bin/ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", root + "/hostkey"])
             let snippet = try FileSystem.readString(TestEnvironment.repoRoot + "/conf/sshd_config.d/sliverd.conf")
-                .replacingOccurrences(of: "/usr/local/bin/sliverctl keys %u",
-                                      with: "\(keysDir)/sliverctl --socket \(daemon.node.config.socketPath) keys %u")
+                .replacingOccurrences(of: "/usr/local/bin/vsh --authorized-keys %u",
+                                      with: "\(keysDir)/vsh --socket \(daemon.node.config.vshSocketPath) --authorized-keys %u")
                 .replacingOccurrences(of: "Match Group slices", with: "Match Group \(daemon.node.config.accountGroup)")
             let config = """
             Port \(port)
@@ -117,6 +117,15 @@ struct VshTests {
         let account = try #require(node.config.hostAccounts.account(a))
         #expect(FileSystem.exists(account.home + "/.ssh/authorized_keys"))
         #expect(try daemon.ctl(["keys", a]).stdout == key1 + "\n")
+        // sshd's AuthorizedKeysCommand: vsh answers root with the same keys over the vsh socket;
+        // a slice account (or anyone not root) gets nothing; an unknown slice is an error.
+        let vshKeys = ["/usr/bin/env", "SLIVERD_VSH_SOCKET=\(node.config.vshSocketPath)", TestEnvironment.vsh, "--authorized-keys"]
+        let keys = try Spawn.run(vshKeys + [a])
+        #expect(keys.status == 0 && keys.stdout == key1 + "\n", "\(keys.stderr)")
+        let asSlice = try Spawn.run(["/usr/bin/setpriv", "--reuid=\(account.uid)", "--regid=\(account.gid)", "--clear-groups"] + vshKeys + [a])
+        #expect(asSlice.status == 1 && asSlice.stdout.isEmpty && asSlice.stderr.contains("serves only login"), "\(asSlice.stderr)")
+        let unknown = try Spawn.run(vshKeys + [node.name("nokeys")])
+        #expect(unknown.status == 1 && unknown.stderr.contains("no sliver"), "\(unknown.stderr)")
         sshd = try SSHServer(root: node.root, daemon: daemon)
         let server = try #require(sshd)
         let key = node.root + "/key1"
