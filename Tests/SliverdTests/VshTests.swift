@@ -167,6 +167,15 @@ struct VshTests {
         let admin = try Spawn.run(["/usr/bin/env", "SLIVERD_VSH_SOCKET=\(node.config.vshSocketPath)", TestEnvironment.vsh, b, "--", "cat", "/etc/slicename"])
         #expect(admin.status == 0 && admin.stdout == b + "\n", "\(admin.stderr)")
 
+        // Comments are free text: quotes, backslashes and non-ASCII come back from vsh's JSON
+        // reader exactly as sliverctl prints them (two keys, one per line).
+        let odd = key1.split(separator: " ")[0...1].joined(separator: " ") + " al\"ice\\ü 😀 end"
+        try FileSystem.writeAtomically(node.root + "/odd.pub", Array((key1 + "\n" + odd + "\n").utf8), mode: 0o644)
+        #expect(try daemon.ctl(["keys", a, "--set-file", node.root + "/odd.pub"]).status == 0)
+        let oddKeys = try Spawn.run(vshKeys + [a])
+        #expect(oddKeys.status == 0 && oddKeys.stdout == key1 + "\n" + odd + "\n", "\(oddKeys.stdout)")
+        #expect(oddKeys.stdout == (try daemon.ctl(["keys", a])).stdout)
+
         // Key removal is live: refused at once, nothing restarted.
         let pid = try daemon.client().result(ControlRequest(op: "show", name: a), as: SliverView.self).initPid
         try FileSystem.writeAtomically(node.root + "/empty.pub", [], mode: 0o644)
