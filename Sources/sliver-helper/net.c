@@ -181,6 +181,24 @@ static void create_veth(int fd, const char *host_name, int netnsfd)
     nl_talk(fd, &r, what);
 }
 
+/* The host end's link-local address without duplicate address detection. The kernel sends a
+ * neighbour solicitation for a packet it forwards (whose source is not one of its own addresses)
+ * only from a link-local address that has passed DAD; until then (a second or two after link up)
+ * an inbound connection to a sliver that has not sent anything yet finds no neighbour and is
+ * lost. Must be written before the link goes up, when DAD would start. No IPv6: no file. */
+static void host_end_without_dad(const char *ifname)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/sys/net/ipv6/conf/%s/accept_dad", ifname);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return;
+        sh_fail("network", errno, "open %s", path);
+    }
+    if (write(fd, "0", 1) != 1) sh_fail("network", errno, "write %s", path);
+    close(fd);
+}
+
 void sh_setup_network(const struct sh_config *cfg, pid_t init)
 {
     char path[64];
@@ -195,6 +213,7 @@ void sh_setup_network(const struct sh_config *cfg, pid_t init)
     int host_idx = ifindex(cfg->veth);
     if (cfg->host_ipv4) add_addr(fd, host_idx, cfg->host_ipv4, cfg->veth);
     if (cfg->host_ipv6) add_addr(fd, host_idx, cfg->host_ipv6, cfg->veth);
+    if (cfg->host_ipv6) host_end_without_dad(cfg->veth);
     link_up(fd, host_idx, cfg->veth);
     close(fd);
 
