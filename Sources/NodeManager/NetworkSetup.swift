@@ -19,11 +19,24 @@ extension NodeConfig {
             throw NodeError.invalid("network.sliver_ipv4", sliverIPv4, "holds \(plan.capacity) slivers (/30 each) but ids.slots is \(idSlots)")
         }
         for (field, list) in [("network.public_addresses", publicAddresses), ("network.address_pool", addressPool)] {
+            var families: [IPNetwork.Family: String] = [:]
             for text in list {
                 guard let address = IPNetwork(text) else { throw NodeError.invalid(field, text, "not an IP address") }
+                guard address.prefix == address.bytes.count * 8 else {
+                    throw NodeError.invalid(field, text, "must be a single address, without a /prefix")
+                }
                 if v4.overlaps(address) || v6.overlaps(address) {
                     throw NodeError.invalid(field, text, "overlaps the sliver range \(address.family == .v4 ? sliverIPv4 : sliverIPv6)")
                 }
+                // The firewall NATs every sliver to one shared address per family, and a pool
+                // address is 1:1 NAT by IPv4 maps only.
+                if field == "network.public_addresses", let other = families[address.family] {
+                    throw NodeError.invalid(field, text, "a second \(address.family == .v4 ? "IPv4" : "IPv6") address (have \(other)): at most one of each family")
+                }
+                if field == "network.address_pool", address.family == .v6 {
+                    throw NodeError.invalid(field, text, "pool addresses are IPv4 only")
+                }
+                families[address.family] = text
             }
         }
         let bounds = portRange.split(separator: "-").compactMap { Int($0) }
@@ -54,9 +67,11 @@ final class NodeNetwork {
         }
         plan = config.addressPlan
         scheduler = LinkScheduler(device: config.uplink, capacity: config.bandwidthCapKbit * 1000)
+        // validateNetworkSyntax allowed at most one address of each family.
         let publicIPv4 = config.publicAddresses.first { IPNetwork($0)?.family == .v4 }
+        let publicIPv6 = config.publicAddresses.first { IPNetwork($0)?.family == .v6 }.flatMap { IPNetwork($0)?.address }
         do {
-            firewall = try NodeFirewall(table: config.nftTable, uplink: config.uplink, publicIPv4: publicIPv4, plan: plan,
+            firewall = try NodeFirewall(table: config.nftTable, uplink: config.uplink, publicIPv4: publicIPv4, publicIPv6: publicIPv6, plan: plan,
                                         exceptionalPPS: config.exceptionalPPS, reservable: config.reservablePorts)
         } catch {
             throw NodeError(.internal, "\(error)")

@@ -59,10 +59,11 @@ public struct NodeConfig: Sendable, Equatable {
     // [network]
     /// The node's uplink interface; "" = slivers get no network (loopback only).
     public var uplink = ""
-    /// The node's shared public address(es); outbound sliver traffic leaves with the first
-    /// (IPv4) one. Empty: masquerade with whatever address the uplink has.
+    /// The node's shared public addresses, at most one IPv4 and one IPv6: outbound sliver
+    /// traffic of each family leaves from it, reserved ports are reachable on it. A family
+    /// without one: masquerade with whatever address the uplink has, no reserved port inbound.
     public var publicAddresses: [String] = []
-    /// Extra public addresses that can be given to slivers (1:1 NAT; not used yet).
+    /// Extra public IPv4 addresses that can be given whole to slivers (1:1 NAT).
     public var addressPool: [String] = []
     /// Private ranges: a /30 per sliver from sliver_ipv4, a /64 per sliver from sliver_ipv6 (/48 or wider).
     public var sliverIPv4 = "10.77.0.0/16"

@@ -14,7 +14,9 @@ import CNftables
 ///   dropped (`iifname . saddr` must be in the sliver's set);
 /// - slivers reach only the uplink (never each other's private addresses), inbound to a sliver
 ///   only replies and its reserved ports; outbound leaves with the node's public address (source
-///   NAT); one sliver reaches another only through a reserved public port (hairpin NAT);
+///   NAT); one sliver reaches another only through a reserved public port (hairpin NAT). The
+///   same for IPv4 and IPv6 (FamilyRules): a reserved port is one port on both public addresses;
+///   the 1:1 pool is IPv4 only;
 /// - link scheduling: a packet a sliver sends out of the uplink gets the sliver's HTB class id as
 ///   its `skb->priority` (map `sliver_class`, keyed by the veth it came in on), which the uplink's
 ///   HTB root takes as the class directly (LinkScheduler); this happens in the forward hook,
@@ -25,6 +27,9 @@ public final class NodeFirewall {
     public let table: String
     public let uplink: String
     public let publicIPv4: String?
+    /// The node's public IPv6 address: reserved ports are DNATed from it and sliver IPv6 flows
+    /// leave from it. nil: IPv6 flows are masqueraded and no port is reachable over IPv6.
+    public let publicIPv6: String?
     public let plan: SliverAddressPlan
     /// Per-sliver rate of "exceptional" packets (ICMP, ICMPv6, GRE, TCP SYN or RST without ACK).
     public let exceptionalPPS: Int
@@ -32,7 +37,7 @@ public final class NodeFirewall {
     public let ephemeralPorts: String
     private let ctx: OpaquePointer
 
-    public init(table: String, uplink: String, publicIPv4: String?, plan: SliverAddressPlan,
+    public init(table: String, uplink: String, publicIPv4: String?, publicIPv6: String? = nil, plan: SliverAddressPlan,
                 exceptionalPPS: Int = 100, reservable: ClosedRange<Int> = 61000...65535) throws(NetworkError) {
         guard let ctx = nft_ctx_new(UInt32(NFT_CTX_DEFAULT)) else {
             throw NetworkError(stage: "nftables", "nft_ctx_new", errno: errno)
@@ -44,6 +49,7 @@ public final class NodeFirewall {
         self.table = table
         self.uplink = uplink
         self.publicIPv4 = publicIPv4
+        self.publicIPv6 = publicIPv6
         self.plan = plan
         self.exceptionalPPS = exceptionalPPS
         ephemeralPorts = "1024-\(max(1024, reservable.lowerBound - 1))"
@@ -61,19 +67,14 @@ public final class NodeFirewall {
     }
 
     var ruleset: String {
-        let snat = publicIPv4.map { "snat ip to \($0)" } ?? "masquerade"
-        // Flows that do not come from a reserved port leave from a port outside the reservable
-        // range, so no sliver can ever hold (or receive replies on) another's reserved port.
-        let snatUnreserved = publicIPv4.map { "snat ip to \($0):\(ephemeralPorts)" } ?? "masquerade to :\(ephemeralPorts)"
-        // Hairpin: a sliver reaching another through the public address and a reserved port is
-        // NATed both ways like any outside host: the owner sees the public address as source.
-        let hairpin = publicIPv4.map { "oifname \"\(SliverAddressPlan.vethPrefix)*\" iifname \"\(SliverAddressPlan.vethPrefix)*\" ct status dnat snat ip to \($0)" } ?? ""
-        let dnat = publicIPv4.map { address in """
-                ip daddr \(address) tcp dport @tcp_reserved dnat ip to tcp dport map @tcp_dnat4
-                ip daddr \(address) udp dport @udp_reserved dnat ip to udp dport map @udp_dnat4
-        """ } ?? ""
-        let v6 = plan.ipv6.map { "oifname \"\(uplink)\" ip6 saddr \($0) masquerade" } ?? ""
         let prefix = SliverAddressPlan.vethPrefix
+        let v4 = FamilyRules(family: "ip", publicAddress: publicIPv4, sliverRange: plan.ipv4.description,
+                             reservedSource: "reserved_src", dnatMap: "dnat4", ephemeralPorts: ephemeralPorts, vethPrefix: prefix)
+        // Without a private IPv6 range the slivers have no IPv6 at all: nothing to translate.
+        let v6 = plan.ipv6.map {
+            FamilyRules(family: "ip6", publicAddress: publicIPv6, sliverRange: $0.description,
+                        reservedSource: "reserved_src6", dnatMap: "dnat6", ephemeralPorts: ephemeralPorts, vethPrefix: prefix)
+        }
         return """
         table inet \(table) {
             set src4 { type ifname . ipv4_addr; }
@@ -82,14 +83,18 @@ public final class NodeFirewall {
             map pool_out4 { type ipv4_addr : ipv4_addr; }
             map tcp_dnat4 { type inet_service : ipv4_addr; }
             map udp_dnat4 { type inet_service : ipv4_addr; }
+            map tcp_dnat6 { type inet_service : ipv6_addr; }
+            map udp_dnat6 { type inet_service : ipv6_addr; }
             set tcp_reserved { type inet_service; }
             set udp_reserved { type inet_service; }
             set reserved_src { type ipv4_addr . inet_proto . inet_service; }
+            set reserved_src6 { type ipv6_addr . inet_proto . inet_service; }
             map sliver_class { type ifname : classid; }
             chain prerouting {
                 type nat hook prerouting priority dstnat; policy accept;
                 dnat ip to ip daddr map @pool_in4
-        \(dnat)
+        \(v4.dnat)
+        \(v6?.dnat ?? "")
             }
             chain input {
                 type filter hook input priority filter; policy accept;
@@ -113,12 +118,11 @@ public final class NodeFirewall {
             }
             chain postrouting {
                 type nat hook postrouting priority srcnat; policy accept;
-                \(hairpin)
+        \(v4.hairpin)
+        \(v6?.hairpin ?? "")
                 oifname "\(uplink)" snat ip to ip saddr map @pool_out4
-                oifname "\(uplink)" ip saddr . meta l4proto . th sport @reserved_src \(snat)
-                oifname "\(uplink)" ip saddr \(plan.ipv4) meta l4proto { tcp, udp } \(snatUnreserved)
-                oifname "\(uplink)" ip saddr \(plan.ipv4) \(snat)
-                \(v6)
+        \(v4.snat(uplink: uplink))
+        \(v6?.snat(uplink: uplink) ?? "")
             }
         }
         """
@@ -156,14 +160,24 @@ public final class NodeFirewall {
         return out
     }
 
+    /// A reservation is per port, not per address family: the same port on the public IPv4 and
+    /// IPv6 addresses reaches the owner, and its flows from it keep it on both.
     func portElements(_ verb: String, _ a: SliverAddressPlan.Assignment, _ p: Port) -> String {
         let address = a.sliverIPv4.address
-        return """
+        var out = """
         \(verb) element inet \(table) \(p.proto)_dnat4 { \(p.port) : \(address) }
         \(verb) element inet \(table) \(p.proto)_reserved { \(p.port) }
         \(verb) element inet \(table) reserved_src { \(address) . \(p.proto) . \(p.port) }
 
         """
+        if let v6 = a.sliverIPv6?.address {
+            out += """
+            \(verb) element inet \(table) \(p.proto)_dnat6 { \(p.port) : \(v6) }
+            \(verb) element inet \(table) reserved_src6 { \(v6) . \(p.proto) . \(p.port) }
+
+            """
+        }
+        return out
     }
 
     /// A whole public address from the pool for one sliver (1:1 NAT): everything to it reaches the

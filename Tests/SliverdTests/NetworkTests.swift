@@ -18,6 +18,8 @@ struct NetworkTests {
         let remote: String
         static let nodeAddress = "198.51.100.1"
         static let remoteAddress = "198.51.100.2"
+        static let nodeAddress6 = "2001:db8:100::1"
+        static let remoteAddress6 = "2001:db8:100::2"
 
         init(prefix: String) throws {
             node = "sdn\(prefix)"
@@ -27,9 +29,12 @@ struct NetworkTests {
                 try run(["ip", "netns", "add", remote])
                 try run(["ip", "-n", node, "link", "add", "up0", "type", "veth", "peer", "name", "rem0", "netns", remote])
                 try run(["ip", "-n", node, "addr", "add", Self.nodeAddress + "/24", "dev", "up0"])
+                // nodad: usable at once.
+                try run(["ip", "-n", node, "addr", "add", Self.nodeAddress6 + "/64", "dev", "up0", "nodad"])
                 try run(["ip", "-n", node, "link", "set", "up0", "up"])
                 try run(["ip", "-n", node, "link", "set", "lo", "up"])
                 try run(["ip", "-n", remote, "addr", "add", Self.remoteAddress + "/24", "dev", "rem0"])
+                try run(["ip", "-n", remote, "addr", "add", Self.remoteAddress6 + "/64", "dev", "rem0", "nodad"])
                 try run(["ip", "-n", remote, "link", "set", "rem0", "up"])
                 try run(["ip", "-n", remote, "link", "set", "lo", "up"])
             } catch {
@@ -265,6 +270,12 @@ struct NetworkTests {
         ("[network]\nsliver_ipv4 = \"10.77.0.0/24\"", "network.sliver_ipv4"),  // too small for 4096 slots
         ("[network]\nsliver_ipv6 = \"fd00::/64\"", "network.sliver_ipv6"),
         ("[network]\npublic_addresses = [\"10.77.1.1\"]", "network.public_addresses"),
+        ("[network]\npublic_addresses = [\"fd77:5d1e:0:1::9\"]", "network.public_addresses"),  // in sliver_ipv6
+        ("[network]\npublic_addresses = [\"198.51.100.1\", \"198.51.100.2\"]", "network.public_addresses"),
+        ("[network]\npublic_addresses = [\"2001:db8::1\", \"198.51.100.1\", \"2001:db8::2\"]", "network.public_addresses"),
+        ("[network]\npublic_addresses = [\"2001:db8::/64\"]", "network.public_addresses"),
+        ("[network]\npublic_addresses = [\"2001:db8::zz\"]", "network.public_addresses"),
+        ("[network]\naddress_pool = [\"2001:db8::10\"]", "network.address_pool"),
         ("[network]\nport_range = \"100-200\"", "network.port_range"),
         ("[network]\nuplink = \"a/b\"", "network.uplink"),
     ])
@@ -274,6 +285,17 @@ struct NetworkTests {
             Issue.record("accepted \(text)")
         } catch {
             #expect(error.field == field, "\(error.message)")
+        }
+    }
+
+    @Test func acceptsOnePublicAddressOfEachFamily() throws {
+        let config = try NodeConfig(toml: "[network]\npublic_addresses = [\"2001:db8:100::1\", \"198.51.100.1\"]")
+        #expect(config.publicAddresses == ["2001:db8:100::1", "198.51.100.1"])
+        do {
+            _ = try NodeConfig(toml: "[network]\npublic_addresses = [\"2001:db8::1\", \"2001:db8::2\"]")
+            Issue.record("accepted two IPv6 addresses")
+        } catch {
+            #expect(error.message.contains("2001:db8::2") && error.message.contains("at most one of each family"), "\(error.message)")
         }
     }
 
@@ -384,6 +406,97 @@ struct BrokerTests {
         // After A's destroy the port is free again.
         #expect(try daemon.ctl(["destroy", a]).status == 0)
         #expect(try daemon.ctl(["exec", b, "--", client, "reserve", "tcp", "61000"]).status == 0)
+        daemon.stop(signal: SIGTERM)
+    }
+
+    /// The remote host over IPv6: TCP 8086 answers "peer=<source address> port=<source port>".
+    static let remoteServer6 = """
+    import socket, sys
+    s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", 8086)); s.listen(64)
+    open(sys.argv[1], "w").close()
+    while True:
+        c, a = s.accept(); c.sendall(("peer=%s port=%d\\n" % (a[0], a[1])).encode()); c.close()
+    """
+
+    /// Reserved ports on the node's public IPv6 address: the same reservation as IPv4 (per port,
+    /// not per family), DNAT to the owner's private IPv6 address, its flows from the port keep
+    /// it, every other flow leaves from a port below the reservable range.
+    @Test func reservedPortsOnPublicIPv6() throws {
+        typealias Net = NetworkTests.TestNetwork
+        let node = try TestNode()
+        node.config.uplink = "up0"
+        node.config.publicAddresses = [Net.nodeAddress, Net.nodeAddress6]
+        node.config.nftTable = "sliverd_v6"
+        let fixture = try NetworkTests.NetworkedDaemon(node)
+        defer { fixture.cleanup() }
+        let (network, daemon) = (fixture.network, fixture.daemon)
+        try daemon.start()
+        let a = node.name("v6a"), b = node.name("v6b")
+        #expect(try daemon.ctl(["create", a, "--image", "busybox"]).status == 0)
+        #expect(try daemon.ctl(["create", b, "--image", "busybox"]).status == 0)
+        let ready = node.root + "/remote6.ready"
+        let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        fixture.processes.append(try Spawn.start(["/usr/bin/nsenter", "--net=/run/netns/\(network.remote)", "--", "/usr/bin/python3", "-c",
+                                                  Self.remoteServer6, ready], stdio: (devnull, devnull, devnull)))
+        close(devnull)
+        for _ in 0..<300 where !FileSystem.exists(ready) { usleep(10_000) }
+        let client = "/run/sliverd/sliverd-client"
+        func listen(_ port: Int, _ answer: String) throws {
+            _ = try daemon.ctl(["exec", a, "--", "/bin/sh", "-c", "nc -l -p \(port) -e /bin/echo \(answer) >/dev/null 2>&1 &"])
+            usleep(200_000)
+        }
+        func fromRemote(_ port: Int) throws -> String {
+            let result = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", Net.nodeAddress6, String(port)])
+            return result.stdout + result.stderr
+        }
+
+        // A reserves TCP 61000: the remote host reaches A's listener at [public6]:61000 (within
+        // a second of A's start: the helper's host end needs no DAD to find A), and
+        // (the same reservation) at public4:61000; A's unreserved 61001 is not reachable.
+        #expect(try daemon.ctl(["exec", a, "--", client, "reserve", "tcp", "61000"]).status == 0)
+        try listen(61000, "a-over-v6")
+        #expect(try fromRemote(61000) == "a-over-v6\n")
+        try listen(61000, "a-over-v4")
+        let v4 = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", Net.nodeAddress, "61000"]).stdout
+        #expect(v4 == "a-over-v4\n")
+        try listen(61001, "unreserved")
+        #expect(try !fromRemote(61001).contains("unreserved"))
+        // B reaches A's reserved port through the public IPv6 address (hairpin).
+        try listen(61000, "a-hairpin")
+        let hairpin = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", Net.nodeAddress6, "61000", "2"])
+        #expect(hairpin.stdout == "a-hairpin\n", "\(hairpin.stdout)\(hairpin.stderr)")
+
+        // Outbound: from the reserved port, A's flow arrives from [public6]:61000; an
+        // unreserved flow arrives from public6 with a port below the reservable range.
+        let own = try daemon.ctl(["exec", a, "--", "/bin/netprobe", "tcp", Net.remoteAddress6, "8086", "2", "61000"])
+        #expect(own.stdout == "peer=\(Net.nodeAddress6) port=61000\n", "\(own.stdout)\(own.stderr)")
+        for sliver in [a, b] {
+            let plain = try daemon.ctl(["exec", sliver, "--", "/bin/netprobe", "tcp", Net.remoteAddress6, "8086"])
+            let port = Int(plain.stdout.split(separator: "=").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1
+            #expect(plain.stdout.hasPrefix("peer=\(Net.nodeAddress6) port=") && (1024..<61000).contains(port), "\(plain.stdout)\(plain.stderr)")
+        }
+        // B binding A's reserved port does not get it as public source port.
+        let stolen = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", Net.remoteAddress6, "8086", "2", "61000"])
+        #expect(stolen.stdout.hasPrefix("peer=\(Net.nodeAddress6) port=") && !stolen.stdout.contains("port=61000"), "\(stolen.stdout)")
+
+        // Released: the port is not reachable over IPv6 any more, nor kept as source port.
+        #expect(try daemon.ctl(["exec", a, "--", client, "release", "tcp", "61000"]).status == 0)
+        try listen(61000, "after-release")
+        #expect(try !fromRemote(61000).contains("after-release"))
+        let released = try daemon.ctl(["exec", a, "--", "/bin/netprobe", "tcp", Net.remoteAddress6, "8086", "2", "61000"])
+        #expect(!released.stdout.contains("port=61000"), "\(released.stdout)")
+
+        // Destroyed: a reservation made again leaves no IPv6 element behind.
+        #expect(try daemon.ctl(["exec", a, "--", client, "reserve", "tcp", "61000"]).status == 0)
+        let reserved = try network.exec(in: network.node, ["/usr/sbin/nft", "list", "map", "inet", "sliverd_v6", "tcp_dnat6"]).stdout
+        #expect(reserved.contains("61000"), "\(reserved)")
+        #expect(try daemon.ctl(["destroy", a]).status == 0)
+        for (kind, name) in [("map", "tcp_dnat6"), ("set", "reserved_src6"), ("set", "tcp_reserved")] {
+            let left = try network.exec(in: network.node, ["/usr/sbin/nft", "list", kind, "inet", "sliverd_v6", name]).stdout
+            #expect(!left.contains("61000"), "\(name): \(left)")
+        }
+        #expect(try !fromRemote(61000).contains("after-release"))
         daemon.stop(signal: SIGTERM)
     }
 }

@@ -44,10 +44,19 @@ static int probe(int argc, char **argv) {
     int fd = socket(family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK, 0);
     if (fd < 0) { printf("socket failed %d\n", errno); return 1; }
     if (argc > 5) {
-        struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[5]))};
+        // The wildcard address of the peer's family, on the given port.
+        struct sockaddr_storage local = {0};
+        unsigned short port = htons((unsigned short)atoi(argv[5]));
+        if (family == AF_INET6) {
+            ((struct sockaddr_in6 *)&local)->sin6_family = AF_INET6;
+            ((struct sockaddr_in6 *)&local)->sin6_port = port;
+        } else {
+            ((struct sockaddr_in *)&local)->sin_family = AF_INET;
+            ((struct sockaddr_in *)&local)->sin_port = port;
+        }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, (struct sockaddr *)&local, sizeof local) < 0) { printf("bind failed %d\n", errno); return 1; }
+        if (bind(fd, (struct sockaddr *)&local, len) < 0) { printf("bind failed %d\n", errno); return 1; }
     }
     if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS) { printf("connect failed %d\n", errno); return 1; }
     struct pollfd p = {.fd = fd, .events = POLLOUT};
