@@ -409,9 +409,14 @@ struct BrokerTests {
         daemon.stop(signal: SIGTERM)
     }
 
-    /// The remote host over IPv6: TCP 8086 answers "peer=<source address> port=<source port>".
+    /// The remote host over IPv6: TCP and UDP 8086 answer "peer=<source address> port=<source port>".
     static let remoteServer6 = """
-    import socket, sys
+    import socket, sys, threading
+    def udp():
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(("::", 8086))
+        while True:
+            data, a = s.recvfrom(2048); s.sendto(("peer=%s port=%d\\n" % (a[0], a[1])).encode(), a)
+    threading.Thread(target=udp, daemon=True).start()
     s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("::", 8086)); s.listen(64)
     open(sys.argv[1], "w").close()
@@ -476,6 +481,13 @@ struct BrokerTests {
             let port = Int(plain.stdout.split(separator: "=").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1
             #expect(plain.stdout.hasPrefix("peer=\(Net.nodeAddress6) port=") && (1024..<61000).contains(port), "\(plain.stdout)\(plain.stderr)")
         }
+        // The same for UDP: from A's reserved UDP port the datagram keeps it, B's do not.
+        #expect(try daemon.ctl(["exec", a, "--", client, "reserve", "udp", "61002"]).status == 0)
+        let udpOwn = try daemon.ctl(["exec", a, "--", "/bin/netprobe", "udp", Net.remoteAddress6, "8086", "2", "61002"])
+        #expect(udpOwn.stdout == "peer=\(Net.nodeAddress6) port=61002\n", "\(udpOwn.stdout)\(udpOwn.stderr)")
+        let udpOther = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "udp", Net.remoteAddress6, "8086", "2", "61002"])
+        let udpPort = Int(udpOther.stdout.split(separator: "=").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1
+        #expect(udpOther.stdout.hasPrefix("peer=\(Net.nodeAddress6) port=") && (1024..<61000).contains(udpPort), "\(udpOther.stdout)")
         // B binding A's reserved port does not get it as public source port.
         let stolen = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", Net.remoteAddress6, "8086", "2", "61000"])
         #expect(stolen.stdout.hasPrefix("peer=\(Net.nodeAddress6) port=") && !stolen.stdout.contains("port=61000"), "\(stolen.stdout)")
