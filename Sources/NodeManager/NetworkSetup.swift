@@ -28,13 +28,9 @@ extension NodeConfig {
                 if v4.overlaps(address) || v6.overlaps(address) {
                     throw NodeError.invalid(field, text, "overlaps the sliver range \(address.family == .v4 ? sliverIPv4 : sliverIPv6)")
                 }
-                // The firewall NATs every sliver to one shared address per family, and a pool
-                // address is 1:1 NAT by IPv4 maps only.
+                // The firewall NATs every sliver to one shared address per family.
                 if field == "network.public_addresses", let other = families[address.family] {
                     throw NodeError.invalid(field, text, "a second \(address.family == .v4 ? "IPv4" : "IPv6") address (have \(other)): at most one of each family")
-                }
-                if field == "network.address_pool", address.family == .v6 {
-                    throw NodeError.invalid(field, text, "pool addresses are IPv4 only")
                 }
                 families[address.family] = text
             }

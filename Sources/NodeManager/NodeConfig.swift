@@ -63,7 +63,7 @@ public struct NodeConfig: Sendable, Equatable {
     /// traffic of each family leaves from it, reserved ports are reachable on it. A family
     /// without one: masquerade with whatever address the uplink has, no reserved port inbound.
     public var publicAddresses: [String] = []
-    /// Extra public IPv4 addresses that can be given whole to slivers (1:1 NAT).
+    /// Extra public addresses (IPv4 or IPv6) that can be given whole to slivers (1:1 NAT).
     public var addressPool: [String] = []
     /// Private ranges: a /30 per sliver from sliver_ipv4, a /64 per sliver from sliver_ipv6 (/48 or wider).
     public var sliverIPv4 = "10.77.0.0/16"

@@ -16,7 +16,7 @@ import CNftables
 ///   only replies and its reserved ports; outbound leaves with the node's public address (source
 ///   NAT); one sliver reaches another only through a reserved public port (hairpin NAT). The
 ///   same for IPv4 and IPv6 (FamilyRules): a reserved port is one port on both public addresses;
-///   the 1:1 pool is IPv4 only;
+///   a pool address (1:1 NAT) is of either family;
 /// - link scheduling: a packet a sliver sends out of the uplink gets the sliver's HTB class id as
 ///   its `skb->priority` (map `sliver_class`, keyed by the veth it came in on), which the uplink's
 ///   HTB root takes as the class directly (LinkScheduler); this happens in the forward hook,
@@ -81,6 +81,8 @@ public final class NodeFirewall {
             set src6 { type ifname . ipv6_addr; }
             map pool_in4 { type ipv4_addr : ipv4_addr; }
             map pool_out4 { type ipv4_addr : ipv4_addr; }
+            map pool_in6 { type ipv6_addr : ipv6_addr; }
+            map pool_out6 { type ipv6_addr : ipv6_addr; }
             map tcp_dnat4 { type inet_service : ipv4_addr; }
             map udp_dnat4 { type inet_service : ipv4_addr; }
             map tcp_dnat6 { type inet_service : ipv6_addr; }
@@ -93,6 +95,7 @@ public final class NodeFirewall {
             chain prerouting {
                 type nat hook prerouting priority dstnat; policy accept;
                 dnat ip to ip daddr map @pool_in4
+                dnat ip6 to ip6 daddr map @pool_in6
         \(v4.dnat)
         \(v6?.dnat ?? "")
             }
@@ -121,6 +124,7 @@ public final class NodeFirewall {
         \(v4.hairpin)
         \(v6?.hairpin ?? "")
                 oifname "\(uplink)" snat ip to ip saddr map @pool_out4
+                oifname "\(uplink)" snat ip6 to ip6 saddr map @pool_out6
         \(v4.snat(uplink: uplink))
         \(v6?.snat(uplink: uplink) ?? "")
             }
@@ -134,8 +138,7 @@ public final class NodeFirewall {
         var commands = "table inet \(table) {}\ndelete table inet \(table)\n" + ruleset + "\n"
         for (sliver, ports) in slivers { commands += elements("add", sliver, ports: ports) }
         for (sliver, address) in pool {
-            commands += "add element inet \(table) pool_in4 { \(address) : \(sliver.sliverIPv4.address) }\n"
-            commands += "add element inet \(table) pool_out4 { \(sliver.sliverIPv4.address) : \(address) }\n"
+            commands += try poolElements("add", address, sliver)
         }
         try run(commands, "install table inet \(table)")
     }
@@ -181,18 +184,25 @@ public final class NodeFirewall {
     }
 
     /// A whole public address from the pool for one sliver (1:1 NAT): everything to it reaches the
-    /// sliver, everything the sliver sends leaves from it.
+    /// sliver, everything the sliver sends in its family leaves from it. An IPv6 pool address maps
+    /// to the sliver's private IPv6 address (the other family still leaves from the shared one).
     public func setPoolAddress(_ address: String, of a: SliverAddressPlan.Assignment, assigned: Bool) throws(NetworkError) {
-        let commands = """
-        \(assigned ? "add" : "delete") element inet \(table) pool_in4 { \(address) : \(a.sliverIPv4.address) }
-        \(assigned ? "add" : "delete") element inet \(table) pool_out4 { \(a.sliverIPv4.address) : \(address) }
-
-        """
+        let commands = try poolElements(assigned ? "add" : "delete", address, a)
         if assigned {
             try run(commands, "assign \(address) to \(a.veth)")
         } else {
             for line in commands.split(separator: "\n") { _ = try? run(String(line), "unassign \(address)") }
         }
+    }
+
+    func poolElements(_ verb: String, _ address: String, _ a: SliverAddressPlan.Assignment) throws(NetworkError) -> String {
+        let (suffix, sliver): (String, String?) = IPNetwork(address)?.family == .v6 ? ("6", a.sliverIPv6?.address) : ("4", a.sliverIPv4.address)
+        guard let sliver else { throw NetworkError(stage: "nftables", "pool address \(address): \(a.veth) has no IPv6 address", errno: EINVAL) }
+        return """
+        \(verb) element inet \(table) pool_in\(suffix) { \(address) : \(sliver) }
+        \(verb) element inet \(table) pool_out\(suffix) { \(sliver) : \(address) }
+
+        """
     }
 
     /// Makes a reservation live (or takes it back) for a running sliver.

@@ -275,7 +275,8 @@ struct NetworkTests {
         ("[network]\npublic_addresses = [\"2001:db8::1\", \"198.51.100.1\", \"2001:db8::2\"]", "network.public_addresses"),
         ("[network]\npublic_addresses = [\"2001:db8::/64\"]", "network.public_addresses"),
         ("[network]\npublic_addresses = [\"2001:db8::zz\"]", "network.public_addresses"),
-        ("[network]\naddress_pool = [\"2001:db8::10\"]", "network.address_pool"),
+        ("[network]\naddress_pool = [\"2001:db8::10/128\", \"fd77:5d1e::10\"]", "network.address_pool"),  // in sliver_ipv6
+        ("[network]\naddress_pool = [\"2001:db8::/64\"]", "network.address_pool"),
         ("[network]\nport_range = \"100-200\"", "network.port_range"),
         ("[network]\nuplink = \"a/b\"", "network.uplink"),
     ])
@@ -433,6 +434,7 @@ struct BrokerTests {
         node.config.uplink = "up0"
         node.config.publicAddresses = [Net.nodeAddress, Net.nodeAddress6]
         node.config.nftTable = "sliverd_v6"
+        node.config.addressPool = ["198.51.100.10", "2001:db8:100::10"]
         let fixture = try NetworkTests.NetworkedDaemon(node)
         defer { fixture.cleanup() }
         let (network, daemon) = (fixture.network, fixture.daemon)
@@ -491,6 +493,25 @@ struct BrokerTests {
         // B binding A's reserved port does not get it as public source port.
         let stolen = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", Net.remoteAddress6, "8086", "2", "61000"])
         #expect(stolen.stdout.hasPrefix("peer=\(Net.nodeAddress6) port=") && !stolen.stdout.contains("port=61000"), "\(stolen.stdout)")
+
+        // A whole IPv6 pool address for B (1:1 NAT): reachable on any port, B's IPv6 flows leave
+        // from it, and after release from the shared address again.
+        // (The operator routes pool addresses to the node; here: configured on the uplink.)
+        let pool6 = "2001:db8:100::10"
+        try network.run(["ip", "-n", network.node, "addr", "add", pool6 + "/128", "dev", "up0", "nodad"])
+        #expect(try daemon.ctl(["address", "assign", b, pool6]).status == 0)
+        // (It survives a daemon killed and restarted: the table is rebuilt with it.)
+        daemon.stop(signal: SIGKILL)
+        try daemon.start()
+        let fromPool = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", Net.remoteAddress6, "8086"])
+        #expect(fromPool.stdout.hasPrefix("peer=\(pool6) port="), "\(fromPool.stdout)\(fromPool.stderr)")
+        _ = try daemon.ctl(["exec", b, "--", "/bin/sh", "-c", "nc -l -p 7777 -e /bin/echo b-by-pool6 >/dev/null 2>&1 &"])
+        usleep(200_000)
+        let toPool = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", pool6, "7777"])
+        #expect(toPool.stdout == "b-by-pool6\n", "\(toPool.stdout)\(toPool.stderr)")
+        #expect(try daemon.ctl(["address", "release", b]).status == 0)
+        let unpooled = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", Net.remoteAddress6, "8086"])
+        #expect(unpooled.stdout.hasPrefix("peer=\(Net.nodeAddress6) port="), "\(unpooled.stdout)")
 
         // Released: the port is not reachable over IPv6 any more, nor kept as source port.
         #expect(try daemon.ctl(["exec", a, "--", client, "release", "tcp", "61000"]).status == 0)
