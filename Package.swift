@@ -49,7 +49,9 @@ let package = Package(
         .target(name: "SliverNetwork", dependencies: ["SliverSystem", "CMnl", "CNftables", "CSliverShim"], swiftSettings: strict),
         // PLCAPI as a node speaks it: XML-RPC codec (FoundationXML), HMAC/session auth, the
         // http(loopback)/https(curl) client, the GetSlivers snapshot. Never depends on NodeManager.
-        .target(name: "PLCProtocol", dependencies: ["SliverSystem", "CSliverShim"], swiftSettings: strict),
+        .target(name: "PLCProtocol", dependencies: ["SliverSystem", "CSliverShim", "JSONText"], swiftSettings: strict),
+        // JSON string literals as bytes, standard library only: shared by PLCProtocol and vsh.
+        .target(name: "JSONText", swiftSettings: strict),
         .target(
             name: "NodeManager",
             dependencies: [
@@ -75,12 +77,13 @@ let package = Package(
         // their relocations) cost as much as the whole namespace entry. Linked with the toolchain's
         // lld, which does not repeat glibc's generic "dlopen in a static program" link warning
         // (the runtime's optional dlopen of a prespecialization library simply fails there).
-        .executableTarget(name: "vsh", dependencies: ["CSliverShim"], swiftSettings: strict,
+        .executableTarget(name: "vsh", dependencies: ["CSliverShim", "JSONText"], swiftSettings: strict,
                           linkerSettings: [.unsafeFlags(["-static-executable", "-use-ld=lld"])]),
 
         .testTarget(
             name: "SliverdTests",
-            dependencies: ["NodeManager", "SliverIsolation", "SliverResources", "SliverSystem", "SliverNetwork", "PLCProtocol", "CSliverShim"],
+            dependencies: ["NodeManager", "SliverIsolation", "SliverResources", "SliverSystem", "SliverNetwork", "PLCProtocol", "CSliverShim",
+                           "JSONText"],
             // The escape probe is C, compiled statically into the test image at test time.
             exclude: ["Fixtures"],
             swiftSettings: strict),

@@ -1,3 +1,5 @@
+import JSONText
+
 /// A direct JSON -> XMLRPCValue parser for `XMLRPCValue(json:)`. JSONDecoder through the
 /// Codable conformance guesses each value's type by trying Bool, Int, Double, String, array and
 /// struct in turn, and every failed guess throws: decoding a 1000-sliver snapshot cost the
@@ -109,64 +111,13 @@ struct JSONScanner {
         return .double(d)
     }
 
-    /// A string at `index` (on its opening quote), escapes resolved.
+    /// A string at `index` (on its opening quote), escapes resolved (JSONText's reader, which vsh
+    /// shares).
     private mutating func string() throws(PLCProtocolError) -> String {
-        index += 1
-        let start = index
-        // Fast path: no escape before the closing quote.
-        while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\") {
-            guard bytes[index] >= 0x20 else { throw error("control character in a string") }
-            index += 1
+        do {
+            return String(decoding: try JSONString.read(bytes, at: &index), as: UTF8.self)
+        } catch {
+            throw self.error(error.description)
         }
-        guard index < bytes.count else { throw error("unterminated string") }
-        var out = bytes[start..<index].map { $0 }
-        while bytes[index] != UInt8(ascii: "\"") {
-            // bytes[index] is a backslash.
-            index += 1
-            guard index < bytes.count else { throw error("unterminated string") }
-            let escape = bytes[index]
-            index += 1
-            switch escape {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(escape)
-            case UInt8(ascii: "b"): out.append(0x08)
-            case UInt8(ascii: "f"): out.append(0x0C)
-            case UInt8(ascii: "n"): out.append(0x0A)
-            case UInt8(ascii: "r"): out.append(0x0D)
-            case UInt8(ascii: "t"): out.append(0x09)
-            case UInt8(ascii: "u"):
-                var scalar = try hex4()
-                if (0xD800..<0xDC00).contains(scalar) {
-                    // A surrogate pair: the low half must follow as another \u escape.
-                    guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
-                        throw error("unpaired surrogate")
-                    }
-                    index += 2
-                    let low = try hex4()
-                    guard (0xDC00..<0xE000).contains(low) else { throw error("unpaired surrogate") }
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                } else if (0xDC00..<0xE000).contains(scalar) {
-                    throw error("unpaired surrogate")
-                }
-                out.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
-            default:
-                throw error("invalid escape")
-            }
-            while index < bytes.count, bytes[index] != UInt8(ascii: "\""), bytes[index] != UInt8(ascii: "\\") {
-                guard bytes[index] >= 0x20 else { throw error("control character in a string") }
-                out.append(bytes[index])
-                index += 1
-            }
-            guard index < bytes.count else { throw error("unterminated string") }
-        }
-        index += 1
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    private mutating func hex4() throws(PLCProtocolError) -> UInt32 {
-        guard index + 4 <= bytes.count, let n = UInt32(String(decoding: bytes[index..<index + 4], as: UTF8.self), radix: 16) else {
-            throw error("invalid \\u escape")
-        }
-        index += 4
-        return n
     }
 }

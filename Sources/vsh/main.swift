@@ -13,6 +13,7 @@
 import Glibc
 #endif
 import CSliverShim
+import JSONText
 
 func fail(_ message: String, status: Int32 = 1) -> Never {
     let line = "vsh: \(message)\n"
@@ -122,54 +123,10 @@ func find(_ key: StaticString, in response: [UInt8]) -> Int? {
 }
 
 /// The JSON string starting at `i` (its opening quote), unescaped; `i` ends after its closing
-/// quote. nil if there is none or it is cut off.
+/// quote. nil if there is none or it is malformed.
 func jsonString(_ bytes: [UInt8], _ i: inout Int) -> [UInt8]? {
     guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return nil }
-    i += 1
-    var out: [UInt8] = []
-    func hex4(_ at: Int) -> UInt32? {
-        guard at + 4 <= bytes.count else { return nil }
-        var value: UInt32 = 0
-        for b in bytes[at..<at + 4] {
-            let digit: UInt8
-            switch b {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = b - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = b - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = b - UInt8(ascii: "A") + 10
-            default: return nil
-            }
-            value = value << 4 | UInt32(digit)
-        }
-        return value
-    }
-    while i < bytes.count {
-        let b = bytes[i]
-        i += 1
-        if b == UInt8(ascii: "\"") { return out }
-        guard b == UInt8(ascii: "\\") else { out.append(b); continue }
-        guard i < bytes.count else { return nil }
-        let e = bytes[i]
-        i += 1
-        switch e {
-        case UInt8(ascii: "n"): out.append(0x0a)
-        case UInt8(ascii: "t"): out.append(0x09)
-        case UInt8(ascii: "r"): out.append(0x0d)
-        case UInt8(ascii: "b"): out.append(0x08)
-        case UInt8(ascii: "f"): out.append(0x0c)
-        case UInt8(ascii: "u"):
-            guard var code = hex4(i) else { return nil }
-            i += 4
-            // A UTF-16 surrogate pair is one character: \uD83D\uDE00.
-            if (0xD800..<0xDC00).contains(code), i + 6 <= bytes.count, bytes[i] == UInt8(ascii: "\\"),
-               bytes[i + 1] == UInt8(ascii: "u"), let low = hex4(i + 2), (0xDC00..<0xE000).contains(low) {
-                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                i += 6
-            }
-            out.append(contentsOf: String(Character(UnicodeScalar(code) ?? "\u{FFFD}")).utf8)
-        default: out.append(e)  // \" \\ \/
-        }
-    }
-    return nil
+    return try? JSONString.read(bytes, at: &i)
 }
 
 /// Exits with the error message of a failed answer.
