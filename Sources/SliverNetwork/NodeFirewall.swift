@@ -191,7 +191,7 @@ public final class NodeFirewall {
         if assigned {
             try run(commands, "assign \(address) to \(a.veth)")
         } else {
-            for line in commands.split(separator: "\n") { _ = try? run(String(line), "unassign \(address)") }
+            deleteEach(commands, "unassign \(address)")
         }
     }
 
@@ -210,7 +210,7 @@ public final class NodeFirewall {
         if reserved {
             try run(portElements("add", a, p), "reserve \(p.proto) port \(p.port) for \(a.veth)")
         } else {
-            for line in portElements("delete", a, p).split(separator: "\n") { _ = try? run(String(line), "release port") }
+            deleteEach(portElements("delete", a, p), "release port")
         }
     }
 
@@ -220,11 +220,14 @@ public final class NodeFirewall {
     }
 
     public func remove(_ sliver: SliverAddressPlan.Assignment, ports: [Port] = []) {
-        // "destroy" (nft >= 1.0.8) would ignore missing elements; 1.0.6 has only delete, which
-        // fails on a missing one: remove what is there, one element per transaction.
-        for line in elements("delete", sliver, ports: ports).split(separator: "\n") where !line.isEmpty {
-            _ = try? run(String(line), "remove sliver \(sliver.veth)")
-        }
+        deleteEach(elements("delete", sliver, ports: ports), "remove sliver \(sliver.veth)")
+    }
+
+    /// Runs each `delete element` line as its own transaction and ignores the ones that fail:
+    /// "destroy" (nft >= 1.0.8) would ignore missing elements; 1.0.6 has only delete, which
+    /// fails on a missing one, so removal takes away what is there, one element at a time.
+    private func deleteEach(_ commands: String, _ what: String) {
+        for line in commands.split(separator: "\n") { _ = try? run(String(line), what) }
     }
 
     /// Removes the table (daemon tests; an operator's uninstall).
