@@ -100,6 +100,18 @@ struct NetworkTests {
         }
     }
 
+    /// Starts `nc -l -p PORT -e /bin/echo ANSWER` in the background inside `sliver` (it answers
+    /// one connection, then exits) and returns once the port listens there (/proc/net/tcp and
+    /// tcp6 of the sliver's namespace), not after a guessed sleep: a connection that came before
+    /// the listener would be refused, and a test of an unreachable one would prove nothing.
+    static func listen(_ daemon: DaemonTests.Daemon, _ sliver: String, port: Int, answer: String) throws {
+        let hex = String(format: "%04X", port)
+        let script = "nc -l -p \(port) -e /bin/echo \(answer) >/dev/null 2>&1 & "
+            + "for i in $(seq 200); do grep -qE ':\(hex) [0-9A-F]+:0000 0A' /proc/net/tcp /proc/net/tcp6 2>/dev/null && exit 0; sleep 0.02; done; exit 1"
+        let result = try daemon.ctl(["exec", sliver, "--", "/bin/sh", "-c", script])
+        guard result.status == 0 else { throw TestSetupError("no listener on port \(port) in \(sliver) after 4 s: \(result.stderr)") }
+    }
+
     /// The remote host: TCP 8080 and UDP 9090 answer "peer=<source address>"; UDP 9091 records
     /// every packet's source in a file and never answers.
     static let remoteServer = """
@@ -160,7 +172,7 @@ struct NetworkTests {
         #expect(udp.status == 0 && udp.stdout == "peer=\(TestNetwork.nodeAddress)\n", "\(udp.stdout)\(udp.stderr)")
 
         // A cannot reach B's private address, nor a listener on the host's gateway address.
-        _ = try daemon.ctl(["exec", b, "--", "/bin/sh", "-c", "nc -l -p 8081 -e /bin/echo hello >/dev/null 2>&1 &"])
+        try NetworkTests.listen(daemon, b, port: 8081, answer: "hello")
         let toB = try daemon.ctl(["exec", a, "--", "/bin/netprobe", "tcp", addrB.sliverIPv4.address, "8081", "1"])
         #expect(toB.status == 1, "reached B: \(toB.stdout)")
         let hostListener = try Spawn.start(["/usr/bin/nsenter", "--net=/run/netns/\(network.node)", "--", "/bin/busybox", "nc", "-l",
@@ -349,21 +361,18 @@ struct BrokerTests {
         // A reserves TCP 61000 from inside; the remote host reaches A's listener there through the
         // node's public address; an unreserved port is not reachable; B cannot take A's port.
         #expect(try daemon.ctl(["exec", a, "--", client, "reserve", "tcp", "61000"]).status == 0)
-        _ = try daemon.ctl(["exec", a, "--", "/bin/sh", "-c", "nc -l -p 61000 -e /bin/echo from-a >/dev/null 2>&1 &"])
-        usleep(200_000)
+        try NetworkTests.listen(daemon, a, port: 61000, answer: "from-a")
         let inbound = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", NetworkTests.TestNetwork.nodeAddress, "61000"])
         #expect(inbound.stdout == "from-a\n", "\(inbound.stdout)\(inbound.stderr)")
         // B reaches A's reserved port through the public address (hairpin), like any outside host.
-        _ = try daemon.ctl(["exec", a, "--", "/bin/sh", "-c", "nc -l -p 61000 -e /bin/echo from-a-again >/dev/null 2>&1 &"])
-        usleep(200_000)
+        try NetworkTests.listen(daemon, a, port: 61000, answer: "from-a-again")
         let hairpin = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", NetworkTests.TestNetwork.nodeAddress, "61000", "2"])
         #expect(hairpin.stdout == "from-a-again\n", "\(hairpin.stdout)\(hairpin.stderr)")
         // Reservations survive a daemon killed with SIGKILL and restarted (the table is rebuilt
         // from the records at start).
         daemon.stop(signal: SIGKILL)
         try daemon.start()
-        _ = try daemon.ctl(["exec", a, "--", "/bin/sh", "-c", "nc -l -p 61000 -e /bin/echo after-restart >/dev/null 2>&1 &"])
-        usleep(200_000)
+        try NetworkTests.listen(daemon, a, port: 61000, answer: "after-restart")
         let afterRestart = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", NetworkTests.TestNetwork.nodeAddress, "61000"])
         #expect(afterRestart.stdout == "after-restart\n", "\(afterRestart.stdout)\(afterRestart.stderr)")
         let closed = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "1", NetworkTests.TestNetwork.nodeAddress, "61001"])
@@ -396,8 +405,7 @@ struct BrokerTests {
         #expect(try daemon.ctl(["address", "assign", a, "203.0.113.9"]).stderr.contains("not in network.address_pool"))
         let fromPool = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", NetworkTests.TestNetwork.remoteAddress, "8080"])
         #expect(fromPool.stdout == "peer=198.51.100.10\n", "\(fromPool.stdout)")
-        _ = try daemon.ctl(["exec", b, "--", "/bin/sh", "-c", "nc -l -p 7777 -e /bin/echo b-by-pool >/dev/null 2>&1 &"])
-        usleep(200_000)
+        try NetworkTests.listen(daemon, b, port: 7777, answer: "b-by-pool")
         let toPool = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", "198.51.100.10", "7777"])
         #expect(toPool.stdout == "b-by-pool\n", "\(toPool.stdout)\(toPool.stderr)")
         #expect(try daemon.ctl(["address", "release", b]).status == 0)
