@@ -458,8 +458,7 @@ struct BrokerTests {
         for _ in 0..<300 where !FileSystem.exists(ready) { usleep(10_000) }
         let client = "/run/sliverd/sliverd-client"
         func listen(_ port: Int, _ answer: String) throws {
-            _ = try daemon.ctl(["exec", a, "--", "/bin/sh", "-c", "nc -l -p \(port) -e /bin/echo \(answer) >/dev/null 2>&1 &"])
-            usleep(200_000)
+            try NetworkTests.listen(daemon, a, port: port, answer: answer)
         }
         func fromRemote(_ port: Int) throws -> String {
             let result = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", Net.nodeAddress6, String(port)])
@@ -513,8 +512,7 @@ struct BrokerTests {
         try daemon.start()
         let fromPool = try daemon.ctl(["exec", b, "--", "/bin/netprobe", "tcp", Net.remoteAddress6, "8086"])
         #expect(fromPool.stdout.hasPrefix("peer=\(pool6) port="), "\(fromPool.stdout)\(fromPool.stderr)")
-        _ = try daemon.ctl(["exec", b, "--", "/bin/sh", "-c", "nc -l -p 7777 -e /bin/echo b-by-pool6 >/dev/null 2>&1 &"])
-        usleep(200_000)
+        try NetworkTests.listen(daemon, b, port: 7777, answer: "b-by-pool6")
         let toPool = try network.exec(in: network.remote, ["/bin/busybox", "nc", "-w", "2", pool6, "7777"])
         #expect(toPool.stdout == "b-by-pool6\n", "\(toPool.stdout)\(toPool.stderr)")
         #expect(try daemon.ctl(["address", "release", b]).status == 0)
